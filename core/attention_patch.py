@@ -1,0 +1,130 @@
+"""The Eye-for-an-eye self-attention patch: rearranged reference features enter attention.
+
+An instance is registered as an `attn1_patch` and called as
+patch(n, context, value, extra_options) with the normalised hidden states that
+enter self-attention. It reads these keys of `extra_options` (all set by the
+UNet): "block", "block_index", "cond_or_uncond", "sigmas", "activations_shape".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from .features import FeatureRecorder, LayerKey
+from .inversion import Inversion
+from .masks import token_mask
+from .matching import nearest_reference_index, rearrange_like
+from .schedule import Phase, TransferSchedule
+
+COND = 0  # ComfyUI's marker of a conditional chunk in cond_or_uncond
+
+
+def layer_of(extra_options: dict) -> Optional[LayerKey]:
+    block = extra_options.get("block")
+    if block is None:
+        return None
+    return (block[0], int(block[1]), int(extra_options.get("block_index", 0)))
+
+
+def cond_rows(extra_options: dict, batch: int) -> list[slice]:
+    """Row ranges of the conditional chunks in a batch of `batch` rows."""
+    chunks = extra_options.get("cond_or_uncond") or [COND]
+    size = batch // len(chunks)
+    return [slice(i * size, (i + 1) * size) for i, kind in enumerate(chunks) if kind == COND]
+
+
+def _match_batch(bank_rows: torch.Tensor, batch: int, name: str) -> torch.Tensor:
+    if bank_rows.shape[0] in (1, batch):
+        return bank_rows.expand(batch, -1, -1)
+    raise ValueError(f"{name} has a batch of {bank_rows.shape[0]} but the sampled latent has {batch}")
+
+
+@dataclass
+class EyeForEyePatch:
+    reference: Inversion
+    target: Inversion
+    schedule: TransferSchedule
+    values_only: bool = False
+    target_mask: Optional[torch.Tensor] = None  # float [B, 1, H, W]
+    reference_mask: Optional[torch.Tensor] = None
+    _token_masks: dict = field(default_factory=dict, repr=False)
+
+    def __deepcopy__(self, memo):
+        # ModelPatcher.clone() deep-copies model_options; the inversions are read-only, share them.
+        return self
+
+    @property
+    def layers(self) -> list[LayerKey]:
+        return self.target.features.layers
+
+    def phase_at(self, sigma: float) -> tuple[Phase, Optional[int]]:
+        """The schedule phase at this sigma and the absolute step it is, or OFF for foreign sigmas."""
+        step = self.target.step_of_sigma(sigma)
+        if step is None or step < self.target.skip:
+            return Phase.OFF, None
+        return self.schedule.phase(step - self.target.skip, self.target.generation_steps), step
+
+    def _mask_tokens(self, which: str, grid: tuple[int, int], device) -> Optional[torch.Tensor]:
+        mask = self.target_mask if which == "target" else self.reference_mask
+        if mask is None:
+            return None
+        key = (which, grid, device)
+        if key not in self._token_masks:
+            self._token_masks[key] = token_mask(mask, grid).to(device)
+        return self._token_masks[key]
+
+    def replacement(self, own: torch.Tensor, layer: LayerKey, grid: tuple[int, int], phase: Phase, step: int) -> torch.Tensor:
+        """New features for the result's conditional rows `own` [B, T, C] at one layer and step."""
+        batch = own.shape[0]
+        if phase is Phase.REFRESH:
+            target = self.target.features.at(layer, step).to(own.device, own.dtype)
+            return _match_batch(target, batch, "target_inversion").clone()
+        reference = self.reference.features.at(layer, step).to(own.device)
+        ref_grid = self.reference.features.grids[layer]
+        own_mask = self._mask_tokens("target", grid, own.device)
+        ref_mask = self._mask_tokens("reference", ref_grid, own.device)
+        if own_mask is not None:
+            own_mask = own_mask.expand(batch, -1)
+        index, _ = nearest_reference_index(own, reference, ref_mask)
+        return rearrange_like(own, _match_batch(reference, batch, "reference_inversion"), index, own_mask)
+
+    def __call__(self, n, context, value, extra_options):
+        layer = layer_of(extra_options)
+        if layer not in self.target.features.grids:
+            return n, context, value
+        phase, step = self.phase_at(float(extra_options["sigmas"].flatten()[0]))
+        if phase is Phase.OFF:
+            return n, context, value
+        grid = self.target.features.grids[layer]
+        if n.shape[1] != grid[0] * grid[1]:
+            raise ValueError(
+                f"E4E: layer {layer} has {n.shape[1]} tokens but target_inversion recorded a {grid[0]}x{grid[1]} grid: "
+                "sample the latent that was inverted (same size)"
+            )
+        new = n.clone()
+        for rows in cond_rows(extra_options, n.shape[0]):
+            new[rows] = self.replacement(n[rows], layer, grid, phase, step)
+        if self.values_only:
+            return n, context, new
+        return new, new, new
+
+
+@dataclass
+class RecordingPatch:
+    """An attn1 patch that hands the conditional rows of chosen layers to a FeatureRecorder."""
+
+    recorder: FeatureRecorder
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __call__(self, n, context, value, extra_options):
+        layer = layer_of(extra_options)
+        if self.recorder.wants(layer):
+            shape = extra_options["activations_shape"]
+            rows = cond_rows(extra_options, n.shape[0])[0]
+            self.recorder.capture(layer, (int(shape[2]), int(shape[3])), n[rows])
+        return n, context, value

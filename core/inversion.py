@@ -1,0 +1,80 @@
+"""What the Invert node hands to the rest of the graph (the E4E_INVERSION type)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .features import FeatureBank
+
+
+@dataclass(frozen=True)
+class Inversion:
+    """An image inverted along a sigma schedule, from step `skip` on.
+
+    All tensors live on the intermediate device. Latents are in the model's own
+    space (after the latent format's process_in), `source_latent` is the LATENT
+    as it was given (before process_in).
+    """
+
+    sigmas: torch.Tensor  # full schedule [steps + 1], ending at 0
+    skip: int
+    latents: torch.Tensor  # [steps - skip, B, C, H, W]
+    noise_maps: torch.Tensor  # [steps - skip, B, C, H, W]
+    reconstruction: torch.Tensor  # [B, C, H, W], the replay's landing point at sigma 0
+    source_latent: torch.Tensor  # [B, C, H, W] as given to Invert
+    clean_latent: torch.Tensor  # source_latent in model space (what the sampler starts from at sigma 0)
+    features: FeatureBank
+    starts_at_max_sigma: bool  # ComfyUI scales the first noise differently there
+    model_family: str  # e.g. "SD15"; used to refuse mixing inversions of different models
+
+    @property
+    def steps(self) -> int:
+        return len(self.sigmas) - 1
+
+    @property
+    def generation_sigmas(self) -> torch.Tensor:
+        """The sigmas a replay walks: from the skip to 0."""
+        return self.sigmas[self.skip :]
+
+    @property
+    def generation_steps(self) -> int:
+        return self.steps - self.skip
+
+    def trajectory(self, k: int) -> torch.Tensor:
+        """The latent after k generation steps (k = 0 is the start, k = generation_steps the end)."""
+        if k == self.generation_steps:
+            return self.reconstruction
+        return self.latents[k]
+
+    def step_of_sigma(self, sigma: float, rel_tol: float = 1e-4) -> int | None:
+        """Absolute schedule step whose sigma is `sigma`, or None."""
+        diffs = (self.sigmas[:-1].double() - float(sigma)).abs()
+        index = int(torch.argmin(diffs))
+        if diffs[index] <= rel_tol * max(float(sigma), 1e-6):
+            return index
+        return None
+
+
+def check_compatible(reference: Inversion, target: Inversion) -> None:
+    """Refuse a reference/target pair that cannot run in lockstep."""
+    if reference.model_family != target.model_family:
+        raise ValueError(
+            f"reference_inversion was made with a {reference.model_family} model and target_inversion "
+            f"with a {target.model_family} model: invert both with the same MODEL"
+        )
+    if reference.skip != target.skip or not torch.allclose(reference.sigmas, target.sigmas, rtol=1e-5, atol=0):
+        raise ValueError(
+            "reference_inversion and target_inversion use different schedules "
+            f"(steps {reference.steps}/{target.steps}, skip {reference.skip}/{target.skip}): "
+            "give both Invert nodes the same steps, skip and scheduler"
+        )
+    if set(reference.features.layers) != set(target.features.layers):
+        raise ValueError("reference_inversion and target_inversion recorded different layers: invert both with the same MODEL")
+    ref_batch, target_batch = reference.latents.shape[1], target.latents.shape[1]
+    if ref_batch not in (1, target_batch):
+        raise ValueError(
+            f"reference_inversion has a batch of {ref_batch} and target_inversion {target_batch}: "
+            "use one reference image or as many as targets"
+        )

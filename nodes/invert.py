@@ -1,0 +1,109 @@
+"""E4E_Invert: edit-friendly DDPM inversion of a LATENT through ComfyUI's own sampling stack."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+import comfy.model_management
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+
+from ..core.attention_patch import RecordingPatch
+from ..core.ddpm import invert
+from ..core.features import FeatureRecorder
+from ..core.inversion import Inversion
+from .api import CATEGORY, Inversion as InversionType, io
+from .model_info import check_supported, finest_decoder_layers, model_family
+
+
+def _inversion_sampler(model, x0, sigmas, extra_args, callback, disable, *, skip, seed, recorder, out):
+    """A KSAMPLER function: given zero noise, ComfyUI hands it the clean latent in model space."""
+    sigma_list = [float(s) for s in sigmas]
+    s_in = x0.new_ones([x0.shape[0]])
+    progress = comfy.utils.ProgressBar(len(sigma_list) - 1 - skip)
+
+    def denoise(x, i):
+        return model(x, sigma_list[i] * s_in, **extra_args)
+
+    def on_step(i):
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        if i > skip:
+            progress.update(1)
+        recorder.step = i
+
+    out["result"] = invert(denoise, x0, sigma_list, skip, seed, on_step)
+    progress.update(1)
+    out["x0"] = x0
+    return x0
+
+
+def invert_latent(model, positive, negative, latent: dict, steps: int, skip: int, cfg: float, seed: int, scheduler: str) -> Inversion:
+    check_supported(model)
+    if not 0 <= skip < steps:
+        raise ValueError(f"skip must be smaller than steps ({steps}), got {skip}")
+    samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    sampling = model.get_model_object("model_sampling")
+    sigmas = comfy.samplers.calculate_sigmas(sampling, scheduler, steps).cpu().float()
+
+    storage = comfy.model_management.intermediate_device()
+    recorder = FeatureRecorder(frozenset(finest_decoder_layers(model)), storage)
+    recording_model = model.clone()
+    recording_model.set_model_attn1_patch(RecordingPatch(recorder))
+
+    guider = comfy.samplers.CFGGuider(recording_model)
+    guider.set_conds(positive, negative)
+    guider.set_cfg(cfg)
+    out: dict = {}
+    sampler = comfy.samplers.KSAMPLER(
+        _inversion_sampler, extra_options={"skip": skip, "seed": seed, "recorder": recorder, "out": out}
+    )
+    guider.sample(torch.zeros_like(samples), samples, sampler, sigmas, disable_pbar=True, seed=seed)
+
+    result = out["result"]
+    max_sigma = float(sampling.sigma_max)
+    return Inversion(
+        sigmas=sigmas,
+        skip=skip,
+        latents=result.latents.to(storage),
+        noise_maps=result.noise_maps.to(storage),
+        reconstruction=result.reconstruction.to(storage),
+        source_latent=samples.to(storage),
+        clean_latent=out["x0"].to(storage),
+        features=recorder.bank(skip, steps - 1),
+        starts_at_max_sigma=math.isclose(max_sigma, float(sigmas[skip]), rel_tol=1e-5) or float(sigmas[skip]) > max_sigma,
+        model_family=model_family(model),
+    )
+
+
+class Invert(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="E4E_Invert",
+            display_name="Invert Image (Eye-for-an-eye)",
+            category=CATEGORY,
+            description=(
+                "Edit-friendly DDPM inversion: finds the noise maps that make the sampler retrace this latent, and "
+                "records the self-attention features the transfer needs. Invert the target and the reference with "
+                "the same MODEL, steps, skip and scheduler."
+            ),
+            inputs=[
+                io.Model.Input("model", tooltip="The model you will sample with (apply LoRA / FreeU before this node)."),
+                io.Conditioning.Input("positive", tooltip='Describe the domain, e.g. "a photo of a bird".'),
+                io.Conditioning.Input("negative", tooltip="Usually an empty prompt."),
+                io.Latent.Input("latent", tooltip="The VAE-encoded image to invert."),
+                io.Int.Input("steps", default=100, min=2, max=1000, tooltip="Schedule length (published: 100)."),
+                io.Int.Input("skip", default=32, min=0, max=999, tooltip="Steps skipped before generation starts (published: 32)."),
+                io.Float.Input("cfg", default=3.5, min=0.0, max=30.0, step=0.1, round=0.01, tooltip="Guidance during inversion (published: 3.5)."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Seed of the independent noise draws."),
+                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="ddim_uniform", tooltip="ddim_uniform matches the DDPM timesteps of the published code."),
+            ],
+            outputs=[InversionType.Output("inversion", tooltip="Noise maps, latents and features of the inverted image.")],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, latent, steps, skip, cfg, seed, scheduler) -> io.NodeOutput:
+        return io.NodeOutput(invert_latent(model, positive, negative, latent, steps, skip, cfg, seed, scheduler))

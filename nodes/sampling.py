@@ -1,0 +1,177 @@
+"""Sampling that replays an inversion: a NOISE, a SAMPLER, the SIGMAS, and an all-in-one KSampler."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+import comfy.model_management
+import comfy.samplers
+import comfy.utils
+import latent_preview
+
+from ..core.ddpm import replay
+from ..core.inversion import Inversion, check_compatible
+from ..core.latent_adain import LatentAdain
+from ..core.masks import as_mask_batch
+from .api import CATEGORY, Inversion as InversionType, io
+from .model_info import check_supported, model_family
+
+
+@dataclass
+class InversionNoise:
+    """A ComfyUI NOISE that puts the sampler's first latent exactly on the inversion's start."""
+
+    inversion: Inversion
+    seed: int = 0
+
+    def generate_noise(self, input_latent: dict) -> torch.Tensor:
+        samples = input_latent["samples"]
+        expected = self.inversion.source_latent
+        if samples.shape != expected.shape or not torch.allclose(samples.cpu().float(), expected.cpu().float()):
+            raise ValueError(
+                f"latent_image: connect the LATENT that was inverted (shape {tuple(expected.shape)}); "
+                f"got a different latent of shape {tuple(samples.shape)}"
+            )
+        inv = self.inversion
+        sigma = float(inv.sigmas[inv.skip])
+        scale = math.sqrt(1.0 + sigma**2) if inv.starts_at_max_sigma else sigma
+        return ((inv.latents[0].float() - inv.clean_latent.float()) / scale).cpu()
+
+
+def _replay_sampler(model, x, sigmas, extra_args, callback, disable, *, target: Inversion, adain: Optional[LatentAdain]):
+    """A KSAMPLER function: DDPM steps with the target's noise maps, AdaIN late in sampling."""
+    expected = target.generation_sigmas
+    if len(sigmas) != len(expected) or not torch.allclose(sigmas.cpu().float(), expected, rtol=1e-5, atol=1e-7):
+        raise ValueError(
+            f"sigmas: use the SIGMAS of the target inversion ({len(expected) - 1} steps from skip {target.skip}); "
+            f"got {len(sigmas) - 1} steps"
+        )
+    sigma_list = [float(s) for s in sigmas]
+    s_in = x.new_ones([x.shape[0]])
+
+    def denoise(x, i):
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        return model(x, sigma_list[i] * s_in, **extra_args)
+
+    def after_step(i, x_next, denoised):
+        if adain is not None:
+            x_next = adain(i, x_next)
+        if callback is not None:
+            callback({"x": x_next, "i": i, "sigma": sigma_list[i], "sigma_hat": sigma_list[i], "denoised": denoised})
+        return x_next
+
+    return replay(denoise, x, sigma_list, target.noise_maps, after_step)
+
+
+def replay_sampler(target: Inversion, adain: Optional[LatentAdain] = None) -> comfy.samplers.KSAMPLER:
+    return comfy.samplers.KSAMPLER(_replay_sampler, extra_options={"target": target, "adain": adain})
+
+
+def latent_adain(target: Inversion, reference: Optional[Inversion], adain_start: int, target_mask, reference_mask) -> Optional[LatentAdain]:
+    if reference is None or adain_start < 0:
+        return None
+    check_compatible(reference, target)
+    return LatentAdain(
+        reference,
+        adain_start,
+        None if target_mask is None else as_mask_batch(target_mask, "target_mask"),
+        None if reference_mask is None else as_mask_batch(reference_mask, "reference_mask"),
+    )
+
+
+def sample_replay(model, positive, negative, target: Inversion, cfg: float, adain: Optional[LatentAdain]) -> dict:
+    check_supported(model)
+    if model_family(model) != target.model_family:
+        raise ValueError(f"model is {model_family(model)} but target_inversion was made with {target.model_family}")
+    latent = {"samples": target.source_latent}
+    sigmas = target.generation_sigmas
+    guider = comfy.samplers.CFGGuider(model)
+    guider.set_conds(positive, negative)
+    guider.set_cfg(cfg)
+    callback = latent_preview.prepare_callback(model, len(sigmas) - 1)
+    samples = guider.sample(
+        InversionNoise(target).generate_noise(latent),
+        latent["samples"],
+        replay_sampler(target, adain),
+        sigmas,
+        callback=callback,
+        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
+        seed=0,
+    )
+    return {"samples": samples.to(comfy.model_management.intermediate_device())}
+
+
+def _adain_inputs():
+    return [
+        io.Int.Input("adain_start", default=49, min=-1, max=1000, tooltip="Generation step from which the result latent takes the reference's statistics (published: 49 of 68); -1 turns it off."),
+        io.Mask.Input("target_mask", optional=True, tooltip="Foreground of the target; AdaIN statistics are taken inside it."),
+        io.Mask.Input("reference_mask", optional=True, tooltip="Foreground of the reference."),
+    ]
+
+
+class TransferKSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="E4E_KSampler",
+            display_name="KSampler (Eye-for-an-eye)",
+            category=CATEGORY,
+            description=(
+                "Samples from the target's inverted latent, replaying its noise maps, with classifier-free guidance "
+                "and masked AdaIN towards the reference late in sampling. Connect the MODEL from Apply Eye-for-an-eye."
+            ),
+            inputs=[
+                io.Model.Input("model", tooltip="Usually the output of Apply Eye-for-an-eye."),
+                io.Conditioning.Input("positive"),
+                io.Conditioning.Input("negative"),
+                InversionType.Input("target_inversion", tooltip="The structure image's inversion; sampling starts from it."),
+                InversionType.Input("reference_inversion", optional=True, tooltip="The appearance image's inversion (for AdaIN)."),
+                io.Float.Input("cfg", default=2.5, min=0.0, max=30.0, step=0.1, round=0.01, tooltip="Guidance; 1 keeps structure best, 2.5 looks best (published range)."),
+            ]
+            + _adain_inputs(),
+            outputs=[io.Latent.Output(display_name="LATENT")],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, target_inversion, cfg, adain_start, reference_inversion=None, target_mask=None, reference_mask=None) -> io.NodeOutput:
+        adain = latent_adain(target_inversion, reference_inversion, adain_start, target_mask, reference_mask)
+        return io.NodeOutput(sample_replay(model, positive, negative, target_inversion, cfg, adain))
+
+
+class ReplayPieces(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="E4E_ReplayPieces",
+            display_name="Inversion Replay Pieces (Eye-for-an-eye)",
+            category=CATEGORY,
+            description=(
+                "NOISE, SAMPLER, SIGMAS and LATENT for ComfyUI's SamplerCustomAdvanced that replay the target "
+                "inversion (with AdaIN towards the reference late in sampling)."
+            ),
+            inputs=[
+                InversionType.Input("target_inversion"),
+                InversionType.Input("reference_inversion", optional=True),
+            ]
+            + _adain_inputs(),
+            outputs=[
+                io.Noise.Output(display_name="NOISE"),
+                io.Sampler.Output(display_name="SAMPLER"),
+                io.Sigmas.Output(display_name="SIGMAS"),
+                io.Latent.Output(display_name="LATENT"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, target_inversion, adain_start, reference_inversion=None, target_mask=None, reference_mask=None) -> io.NodeOutput:
+        adain = latent_adain(target_inversion, reference_inversion, adain_start, target_mask, reference_mask)
+        return io.NodeOutput(
+            InversionNoise(target_inversion),
+            replay_sampler(target_inversion, adain),
+            target_inversion.generation_sigmas.clone(),
+            {"samples": target_inversion.source_latent},
+        )
