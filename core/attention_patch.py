@@ -16,6 +16,7 @@ import torch
 from .features import FeatureRecorder, LayerKey
 from .inversion import Inversion
 from .masks import token_mask
+from .correspondence import Correspondence, resample
 from .matching import nearest_reference_index, rearrange_like
 from .schedule import Phase, TransferSchedule
 
@@ -42,15 +43,26 @@ def _match_batch(bank_rows: torch.Tensor, batch: int, name: str) -> torch.Tensor
     raise ValueError(f"{name} has a batch of {bank_rows.shape[0]} but the sampled latent has {batch}")
 
 
+@dataclass(frozen=True)
+class TransferObject:
+    """One appearance source: a reference, optionally restricted to regions, optionally with a fixed correspondence."""
+
+    reference: Inversion
+    target_mask: Optional[torch.Tensor] = None  # float [B, 1, H, W], image space
+    reference_mask: Optional[torch.Tensor] = None
+    correspondence: Optional[Correspondence] = None  # used instead of per-step matching
+
+
 @dataclass
 class EyeForEyePatch:
-    reference: Inversion
+    """Each object's target-mask tokens take the features of their nearest reference tokens
+    (later objects win where target masks overlap); tokens outside every target mask keep their own."""
+
     target: Inversion
+    objects: tuple[TransferObject, ...]
     schedule: TransferSchedule
     values_only: bool = False
-    target_mask: Optional[torch.Tensor] = None  # float [B, 1, H, W]
-    reference_mask: Optional[torch.Tensor] = None
-    _token_masks: dict = field(default_factory=dict, repr=False)
+    _cache: dict = field(default_factory=dict, repr=False)
 
     def __deepcopy__(self, memo):
         # ModelPatcher.clone() deep-copies model_options; the inversions are read-only, share them.
@@ -67,14 +79,24 @@ class EyeForEyePatch:
             return Phase.OFF, None
         return self.schedule.phase(step - self.target.skip, self.target.generation_steps), step
 
-    def _mask_tokens(self, which: str, grid: tuple[int, int], device) -> Optional[torch.Tensor]:
-        mask = self.target_mask if which == "target" else self.reference_mask
+    def _cached(self, key, make):
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def _mask_tokens(self, obj_index: int, which: str, grid: tuple[int, int], device) -> Optional[torch.Tensor]:
+        obj = self.objects[obj_index]
+        mask = obj.target_mask if which == "target" else obj.reference_mask
         if mask is None:
             return None
-        key = (which, grid, device)
-        if key not in self._token_masks:
-            self._token_masks[key] = token_mask(mask, grid).to(device)
-        return self._token_masks[key]
+        return self._cached(("mask", obj_index, which, grid, device), lambda: token_mask(mask, grid).to(device))
+
+    def _fixed_index(self, obj_index: int, grid, ref_grid, device):
+        corr = self.objects[obj_index].correspondence
+        return self._cached(
+            ("corr", obj_index, grid, ref_grid, device),
+            lambda: tuple(t.to(device) for t in resample(corr, grid, ref_grid)),
+        )
 
     def replacement(self, own: torch.Tensor, layer: LayerKey, grid: tuple[int, int], phase: Phase, step: int) -> torch.Tensor:
         """New features for the result's conditional rows `own` [B, T, C] at one layer and step."""
@@ -82,14 +104,20 @@ class EyeForEyePatch:
         if phase is Phase.REFRESH:
             target = self.target.features.at(layer, step).to(own.device, own.dtype)
             return _match_batch(target, batch, "target_inversion").clone()
-        reference = self.reference.features.at(layer, step).to(own.device)
-        ref_grid = self.reference.features.grids[layer]
-        own_mask = self._mask_tokens("target", grid, own.device)
-        ref_mask = self._mask_tokens("reference", ref_grid, own.device)
-        if own_mask is not None:
-            own_mask = own_mask.expand(batch, -1)
-        index, _ = nearest_reference_index(own, reference, ref_mask)
-        return rearrange_like(own, _match_batch(reference, batch, "reference_inversion"), index, own_mask)
+        out = own
+        for i, obj in enumerate(self.objects):
+            reference = _match_batch(obj.reference.features.at(layer, step).to(own.device), batch, "reference_inversion")
+            ref_grid = obj.reference.features.grids[layer]
+            inside = self._mask_tokens(i, "target", grid, own.device)
+            inside = torch.ones(batch, own.shape[1], dtype=torch.bool, device=own.device) if inside is None else inside.expand(batch, -1)
+            if obj.correspondence is None:
+                index, _ = nearest_reference_index(own, reference, self._mask_tokens(i, "reference", ref_grid, own.device))
+            else:
+                index, valid = self._fixed_index(i, grid, ref_grid, own.device)
+                inside = inside & valid.expand(batch, -1)
+                index = index.expand(batch, -1)
+            out = rearrange_like(out, reference, index, inside)
+        return out
 
     def __call__(self, n, context, value, extra_options):
         layer = layer_of(extra_options)

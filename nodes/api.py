@@ -7,3 +7,4 @@ CATEGORY = "Eye-for-an-eye"
 Inversion = io.Custom("E4E_INVERSION")
 Features = io.Custom("E4E_FEATURES")
 Correspondence = io.Custom("E4E_CORRESPONDENCE")
+Objects = io.Custom("E4E_OBJECTS")

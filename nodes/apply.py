@@ -1,39 +1,51 @@
-"""E4E_ApplyEyeForEye: registers the feature-rearrangement attn1 patch on a MODEL clone."""
+"""E4E_ApplyEyeForEye (+ multi-object variant): registers the rearrangement attn1 patch on a MODEL clone."""
 
 from __future__ import annotations
 
-from ..core.attention_patch import EyeForEyePatch
+from ..core.attention_patch import EyeForEyePatch, TransferObject
 from ..core.inversion import Inversion, check_compatible
-from ..core.masks import as_mask_batch
 from ..core.schedule import TransferSchedule
-from .api import CATEGORY, Inversion as InversionType, io
+from .api import CATEGORY, Correspondence, Inversion as InversionType, Objects, io
 from .model_info import check_supported, decoder_attention_layers, model_family
+from .objects import transfer_object
 
 MODES = ["rearrange features (q, k, v)", "rearrange values only"]
 
 
-def apply_eye_for_eye(model, reference: Inversion, target: Inversion, schedule: TransferSchedule, values_only: bool, target_mask=None, reference_mask=None):
+def apply_eye_for_eye(model, target: Inversion, objects: tuple[TransferObject, ...], schedule: TransferSchedule, values_only: bool):
     check_supported(model)
-    check_compatible(reference, target)
+    if not objects:
+        raise ValueError("objects: connect at least one Transfer Object")
+    for obj in objects:
+        check_compatible(obj.reference, target)
+        corr = obj.correspondence
+        if corr is not None and corr.index.shape[0] not in (1, target.latents.shape[1]):
+            raise ValueError(f"correspondence has a batch of {corr.index.shape[0]} but target_inversion has {target.latents.shape[1]}")
     if model_family(model) != target.model_family:
         raise ValueError(f"model is {model_family(model)} but the inversions were made with {target.model_family}: use the same MODEL")
     known = {layer.key for layer in decoder_attention_layers(model)}
     if not set(target.features.layers) <= known:
         raise ValueError("model does not have the attention layers the inversions recorded: invert with this MODEL")
-    patch = EyeForEyePatch(
-        reference=reference,
-        target=target,
-        schedule=schedule,
-        values_only=values_only,
-        target_mask=None if target_mask is None else as_mask_batch(target_mask, "target_mask"),
-        reference_mask=None if reference_mask is None else as_mask_batch(reference_mask, "reference_mask"),
-    )
     patched = model.clone()
     patches = patched.model_options["transformer_options"].setdefault("patches", {})
-    # Applying the node twice replaces the earlier transfer instead of stacking it.
+    # Applying again replaces the earlier transfer instead of stacking it (several objects go in one patch).
     patches["attn1_patch"] = [p for p in patches.get("attn1_patch", []) if not isinstance(p, EyeForEyePatch)]
-    patched.set_model_attn1_patch(patch)
+    patched.set_model_attn1_patch(EyeForEyePatch(target, tuple(objects), schedule, values_only))
     return patched
+
+
+def _schedule_inputs():
+    return [
+        io.Int.Input("start", default=10, min=0, max=1000, tooltip="First generation step (after the skip) with rearrangement (published: 10)."),
+        io.Int.Input("end", default=-1, min=-1, max=1000, tooltip="Generation step where it stops (exclusive); -1 runs to the end."),
+        io.Int.Input("refresh_every", default=5, min=0, max=1000, tooltip="Every n-th step from start uses the target's own features (structure refresh); 0 turns it off."),
+        io.Int.Input("refresh_until", default=40, min=0, max=1000, tooltip="No structure refresh from this generation step on (published: 40)."),
+        io.Combo.Input("mode", options=MODES, default=MODES[0], tooltip="Values only is the paper's V-injection ablation."),
+    ]
+
+
+def _schedule(start, end, refresh_every, refresh_until) -> TransferSchedule:
+    return TransferSchedule(start=start, end=end, refresh_every=refresh_every, refresh_until=refresh_until)
 
 
 class ApplyEyeForEye(io.ComfyNode):
@@ -46,27 +58,51 @@ class ApplyEyeForEye(io.ComfyNode):
             description=(
                 "Patches the MODEL so that, in the decoder's finest self-attention layers, every result token takes "
                 "the features of its semantically nearest reference token (cosine nearest neighbour, recomputed each "
-                "step). Only the conditional branch is changed; the uncond branch and every other layer run as usual."
+                "step, or a fixed correspondence). Only the conditional branch is changed; the uncond branch and "
+                "every other layer run as usual."
             ),
             inputs=[
                 io.Model.Input("model", tooltip="The model the inversions were made with."),
                 InversionType.Input("reference_inversion", tooltip="The appearance image."),
                 InversionType.Input("target_inversion", tooltip="The structure image."),
-                io.Int.Input("start", default=10, min=0, max=1000, tooltip="First generation step (after the skip) with rearrangement (published: 10)."),
-                io.Int.Input("end", default=-1, min=-1, max=1000, tooltip="Generation step where it stops (exclusive); -1 runs to the end."),
-                io.Int.Input("refresh_every", default=5, min=0, max=1000, tooltip="Every n-th step from start uses the target's own features (structure refresh); 0 turns it off."),
-                io.Int.Input("refresh_until", default=40, min=0, max=1000, tooltip="No structure refresh from this generation step on (published: 40)."),
-                io.Combo.Input("mode", options=MODES, default=MODES[0], tooltip="Values only is the paper's V-injection ablation."),
+            ]
+            + _schedule_inputs()
+            + [
                 io.Mask.Input("target_mask", optional=True, tooltip="Only target tokens inside this mask are rearranged."),
                 io.Mask.Input("reference_mask", optional=True, tooltip="Only reference tokens inside this mask can be chosen."),
+                Correspondence.Input("correspondence", optional=True, tooltip="A fixed correspondence (from Semantic Match) used at every step instead of per-step matching."),
             ],
             outputs=[io.Model.Output(tooltip="A patched clone; the input MODEL is left as it was.")],
         )
 
     @classmethod
-    def execute(cls, model, reference_inversion, target_inversion, start, end, refresh_every, refresh_until, mode, target_mask=None, reference_mask=None) -> io.NodeOutput:
-        schedule = TransferSchedule(start=start, end=end, refresh_every=refresh_every, refresh_until=refresh_until)
-        patched = apply_eye_for_eye(
-            model, reference_inversion, target_inversion, schedule, mode == MODES[1], target_mask, reference_mask
+    def execute(cls, model, reference_inversion, target_inversion, start, end, refresh_every, refresh_until, mode, target_mask=None, reference_mask=None, correspondence=None) -> io.NodeOutput:
+        obj = transfer_object(reference_inversion, target_mask, reference_mask, correspondence)
+        schedule = _schedule(start, end, refresh_every, refresh_until)
+        return io.NodeOutput(apply_eye_for_eye(model, target_inversion, (obj,), schedule, mode == MODES[1]))
+
+
+class ApplyEyeForEyeObjects(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="E4E_ApplyEyeForEyeObjects",
+            display_name="Apply Eye-for-an-eye (multi-object)",
+            category=CATEGORY,
+            description=(
+                "Multi-object transfer: each object's target region takes its appearance from its own reference "
+                "region; the rest of the target is untouched."
+            ),
+            inputs=[
+                io.Model.Input("model"),
+                InversionType.Input("target_inversion", tooltip="The structure image."),
+                Objects.Input("objects", tooltip="From chained Transfer Object nodes."),
+            ]
+            + _schedule_inputs(),
+            outputs=[io.Model.Output(tooltip="A patched clone; the input MODEL is left as it was.")],
         )
-        return io.NodeOutput(patched)
+
+    @classmethod
+    def execute(cls, model, target_inversion, objects, start, end, refresh_every, refresh_until, mode) -> io.NodeOutput:
+        schedule = _schedule(start, end, refresh_every, refresh_until)
+        return io.NodeOutput(apply_eye_for_eye(model, target_inversion, tuple(objects), schedule, mode == MODES[1]))

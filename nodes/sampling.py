@@ -16,8 +16,8 @@ import latent_preview
 from ..core.ddpm import replay
 from ..core.inversion import Inversion, check_compatible
 from ..core.latent_adain import LatentAdain
-from ..core.masks import as_mask_batch
-from .api import CATEGORY, Inversion as InversionType, io
+from .api import CATEGORY, Inversion as InversionType, Objects, io
+from .objects import transfer_object
 from .model_info import check_supported, model_family
 
 
@@ -71,16 +71,17 @@ def replay_sampler(target: Inversion, adain: Optional[LatentAdain] = None) -> co
     return comfy.samplers.KSAMPLER(_replay_sampler, extra_options={"target": target, "adain": adain})
 
 
-def latent_adain(target: Inversion, reference: Optional[Inversion], adain_start: int, target_mask, reference_mask) -> Optional[LatentAdain]:
-    if reference is None or adain_start < 0:
+def latent_adain(target: Inversion, reference: Optional[Inversion], adain_start: int, target_mask, reference_mask, objects=None) -> Optional[LatentAdain]:
+    """AdaIN towards the reference (or towards each object's reference when `objects` is given)."""
+    if adain_start < 0:
         return None
-    check_compatible(reference, target)
-    return LatentAdain(
-        reference,
-        adain_start,
-        None if target_mask is None else as_mask_batch(target_mask, "target_mask"),
-        None if reference_mask is None else as_mask_batch(reference_mask, "reference_mask"),
-    )
+    if objects is None:
+        if reference is None:
+            return None
+        objects = (transfer_object(reference, target_mask, reference_mask),)
+    for obj in objects:
+        check_compatible(obj.reference, target)
+    return LatentAdain(tuple(objects), adain_start)
 
 
 def sample_replay(model, positive, negative, target: Inversion, cfg: float, adain: Optional[LatentAdain]) -> dict:
@@ -130,6 +131,7 @@ class TransferKSampler(io.ComfyNode):
                 io.Conditioning.Input("negative"),
                 InversionType.Input("target_inversion", tooltip="The structure image's inversion; sampling starts from it."),
                 InversionType.Input("reference_inversion", optional=True, tooltip="The appearance image's inversion (for AdaIN)."),
+                Objects.Input("objects", optional=True, tooltip="Several objects (from Transfer Object nodes): AdaIN per object instead."),
                 io.Float.Input("cfg", default=2.5, min=0.0, max=30.0, step=0.1, round=0.01, tooltip="Guidance; 1 keeps structure best, 2.5 looks best (published range)."),
             ]
             + _adain_inputs(),
@@ -137,8 +139,8 @@ class TransferKSampler(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, positive, negative, target_inversion, cfg, adain_start, reference_inversion=None, target_mask=None, reference_mask=None) -> io.NodeOutput:
-        adain = latent_adain(target_inversion, reference_inversion, adain_start, target_mask, reference_mask)
+    def execute(cls, model, positive, negative, target_inversion, cfg, adain_start, reference_inversion=None, objects=None, target_mask=None, reference_mask=None) -> io.NodeOutput:
+        adain = latent_adain(target_inversion, reference_inversion, adain_start, target_mask, reference_mask, objects)
         return io.NodeOutput(sample_replay(model, positive, negative, target_inversion, cfg, adain))
 
 
@@ -156,6 +158,7 @@ class ReplayPieces(io.ComfyNode):
             inputs=[
                 InversionType.Input("target_inversion"),
                 InversionType.Input("reference_inversion", optional=True),
+                Objects.Input("objects", optional=True, tooltip="Several objects: AdaIN per object instead."),
             ]
             + _adain_inputs(),
             outputs=[
@@ -167,8 +170,8 @@ class ReplayPieces(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, target_inversion, adain_start, reference_inversion=None, target_mask=None, reference_mask=None) -> io.NodeOutput:
-        adain = latent_adain(target_inversion, reference_inversion, adain_start, target_mask, reference_mask)
+    def execute(cls, target_inversion, adain_start, reference_inversion=None, objects=None, target_mask=None, reference_mask=None) -> io.NodeOutput:
+        adain = latent_adain(target_inversion, reference_inversion, adain_start, target_mask, reference_mask, objects)
         return io.NodeOutput(
             InversionNoise(target_inversion),
             replay_sampler(target_inversion, adain),

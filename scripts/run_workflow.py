@@ -87,9 +87,12 @@ def start_server(base_name: str = "base", port: int | None = None, extra_args=()
     base = base_directory(base_name)
     log_path = RUN_DIR / "logs" / f"server-{base_name}-{port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, str(REPO / "scripts" / "serve.py"), "--port", str(port), "--base", base_name, *extra_args]
+    command = [sys.executable, str(REPO / "scripts" / "serve.py"), "--port", str(port), "--base", base_name]
+    command += list(extra_args)
     with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(command, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            command, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
     server = Server(process, f"http://127.0.0.1:{port}", base, log_path)
     start = time.monotonic()
     while True:
@@ -176,7 +179,9 @@ def image_path(base: Path, image: tuple[str, str, str]) -> Path:
     return Path(base) / kind / subfolder / filename
 
 
-def run_workflow(workflow: dict, base_name: str = "base", port: int | None = None, timeout: float = 600.0) -> list[Path]:
+def run_workflow(
+    workflow: dict, base_name: str = "base", port: int | None = None, timeout: float = 600.0
+) -> list[Path]:
     """Start a server, run one API-format workflow, stop the server; returns the paths of its output images."""
     if "nodes" in workflow and "links" in workflow:
         raise ValueError("this is a UI-format workflow: export it with 'Export (API)'")

@@ -128,7 +128,8 @@ def write_tiny_sd15_checkpoint(path: Path, seed: int = 0) -> Path:
     partial = path.with_name(path.name + ".partial")
     save_file(state, str(partial), metadata={"e4e_tiny_sd15_seed": str(seed)})
     partial.replace(path)
-    log.info("wrote tiny checkpoint %s (%.0f MB) in %.1f s", path, path.stat().st_size / 2**20, time.perf_counter() - start)
+    size_mb = path.stat().st_size / 2**20
+    log.info("wrote tiny checkpoint %s (%.0f MB) in %.1f s", path, size_mb, time.perf_counter() - start)
     return path
 
 
@@ -206,7 +207,8 @@ def verify_checkpoint(path: Path, base_name: str = "base", size: int = 64, steps
         image = torch.stack([xs, ys, (xs + ys) / 2], dim=-1)[None]
         latent = nodes.VAEEncode().encode(vae, image)[0]
         start = time.perf_counter()
-        sampled = nodes.KSampler().sample(model, 0, steps, 7.0, "euler", "normal", positive, negative, latent, denoise=1.0)[0]
+        sampler = nodes.KSampler()
+        sampled = sampler.sample(model, 0, steps, 7.0, "euler", "normal", positive, negative, latent)[0]
         report["sample_s"] = time.perf_counter() - start
         decoded = nodes.VAEDecode().decode(vae, sampled)[0]
     checks = {"cond": positive[0][0], "latent": latent["samples"], "sampled": sampled["samples"], "decoded": decoded}

@@ -1,0 +1,86 @@
+"""Dense correspondence from target tokens to reference tokens (the E4E_CORRESPONDENCE type)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .matching import nearest_reference_index
+
+Grid = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class ImageFeatures:
+    """Per-token features of a batch of images on one token grid (the E4E_FEATURES type)."""
+
+    tokens: torch.Tensor  # [B, h * w, C], row-major over the grid
+    grid: Grid
+    layers: tuple  # names of the layers the channels come from
+    source: str  # how they were made, for display
+
+
+@dataclass(frozen=True)
+class Correspondence:
+    """index[b, t]: the reference token matched to target token t; valid[b, t]: whether t is transferred."""
+
+    index: torch.Tensor  # [B, ht * wt] long
+    similarity: torch.Tensor  # [B, ht * wt] cosine similarity of the match
+    valid: torch.Tensor  # [B, ht * wt] bool
+    target_grid: Grid
+    reference_grid: Grid
+
+    def reference_coordinates(self) -> torch.Tensor:
+        """[B, 2, ht, wt]: (x, y) of each matched reference token centre, in [0, 1] of the reference image."""
+        h, w = self.reference_grid
+        y = (torch.div(self.index, w, rounding_mode="floor").float() + 0.5) / h
+        x = (self.index % w).float() + 0.5
+        x = x / w
+        return torch.stack([x, y], dim=1).reshape(self.index.shape[0], 2, *self.target_grid)
+
+
+def identity_correspondence(grid: Grid, batch: int = 1) -> Correspondence:
+    tokens = grid[0] * grid[1]
+    index = torch.arange(tokens).expand(batch, -1).clone()
+    return Correspondence(index, torch.ones(batch, tokens), torch.ones(batch, tokens, dtype=torch.bool), grid, grid)
+
+
+def semantic_match(
+    target: ImageFeatures,
+    reference: ImageFeatures,
+    mutual: bool = False,
+    target_mask: Optional[torch.Tensor] = None,
+    reference_mask: Optional[torch.Tensor] = None,
+    min_similarity: float = -1.0,
+) -> Correspondence:
+    """Cosine nearest neighbour of every target token among the reference tokens.
+
+    Masks are bool [B or 1, tokens] on each side's grid: masked-out reference tokens are
+    never chosen, masked-out target tokens are marked invalid. With `mutual`, a match
+    is valid only if the target token is also the reference token's nearest neighbour.
+    """
+    index, similarity = nearest_reference_index(target.tokens, reference.tokens, reference_mask)
+    valid = similarity >= min_similarity
+    if target_mask is not None:
+        valid &= target_mask.expand_as(valid)
+    if mutual:
+        back, _ = nearest_reference_index(reference.tokens.expand(target.tokens.shape[0], -1, -1), target.tokens, target_mask)
+        round_trip = torch.gather(back, 1, index)
+        valid &= round_trip == torch.arange(index.shape[1], device=index.device)
+    return Correspondence(index, similarity, valid, target.grid, reference.grid)
+
+
+def resample(correspondence: Correspondence, target_grid: Grid, reference_grid: Grid) -> tuple[torch.Tensor, torch.Tensor]:
+    """The correspondence on other token grids: (index [B, T'], valid [B, T']) by nearest neighbour in position."""
+    if target_grid == correspondence.target_grid and reference_grid == correspondence.reference_grid:
+        return correspondence.index, correspondence.valid
+    batch = correspondence.index.shape[0]
+    coords = F.interpolate(correspondence.reference_coordinates(), size=target_grid, mode="nearest")
+    valid = F.interpolate(correspondence.valid.reshape(batch, 1, *correspondence.target_grid).float(), size=target_grid, mode="nearest")
+    h, w = reference_grid
+    col = (coords[:, 0] * w).floor().clamp(0, w - 1).long()
+    row = (coords[:, 1] * h).floor().clamp(0, h - 1).long()
+    return (row * w + col).flatten(1), valid.flatten(1) > 0.5
