@@ -73,12 +73,25 @@ def semantic_match(
     return Correspondence(index, similarity, valid, target.grid, reference.grid)
 
 
+def token_centres(grid: Grid) -> torch.Tensor:
+    """[2, h, w]: (x, y) of every token centre of a grid, in [0, 1]."""
+    h, w = grid
+    y, x = torch.meshgrid((torch.arange(h) + 0.5) / h, (torch.arange(w) + 0.5) / w, indexing="ij")
+    return torch.stack([x, y])
+
+
 def resample(correspondence: Correspondence, target_grid: Grid, reference_grid: Grid) -> tuple[torch.Tensor, torch.Tensor]:
-    """The correspondence on other token grids: (index [B, T'], valid [B, T']) by nearest neighbour in position."""
+    """The correspondence on other token grids: (index [B, T'], valid [B, T']).
+
+    The displacement (matched position minus own position) is carried over by nearest
+    neighbour, so identities and shifts stay exact and a fine token keeps its offset
+    inside the coarse token it falls in.
+    """
     if target_grid == correspondence.target_grid and reference_grid == correspondence.reference_grid:
         return correspondence.index, correspondence.valid
     batch = correspondence.index.shape[0]
-    coords = F.interpolate(correspondence.reference_coordinates(), size=target_grid, mode="nearest")
+    displacement = correspondence.reference_coordinates() - token_centres(correspondence.target_grid).to(correspondence.index.device)
+    coords = F.interpolate(displacement, size=target_grid, mode="nearest") + token_centres(target_grid).to(displacement.device)
     valid = F.interpolate(correspondence.valid.reshape(batch, 1, *correspondence.target_grid).float(), size=target_grid, mode="nearest")
     h, w = reference_grid
     col = (coords[:, 0] * w).floor().clamp(0, w - 1).long()

@@ -1,11 +1,22 @@
 """The node layer: turns ComfyUI objects into core calls."""
 
 from .api import ComfyExtension, io
-from .apply import ApplyEyeForEye
+from .apply import ApplyEyeForEye, ApplyEyeForEyeObjects
+from .features import ExtractFeatures, SemanticMatch
 from .invert import Invert
+from .objects import TransferObjectNode
 from .sampling import ReplayPieces, TransferKSampler
 
-NODES = [Invert, ApplyEyeForEye, TransferKSampler, ReplayPieces]
+NODES = [
+    Invert,
+    ApplyEyeForEye,
+    TransferKSampler,
+    ReplayPieces,
+    ExtractFeatures,
+    SemanticMatch,
+    TransferObjectNode,
+    ApplyEyeForEyeObjects,
+]
 
 
 class EyeForEyeExtension(ComfyExtension):

@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "e4e_tiny_sd15.safetensors"
 DEMO_FILES = ("e4e_target.png", "e4e_reference.png", "e4e_target_mask.png", "e4e_reference_mask.png")
+TWO_OBJECT_FILES = (
+    "e4e_two_birds.png", "e4e_two_birds_left_mask.png", "e4e_two_birds_right_mask.png",
+    "e4e_green_bird.png", "e4e_green_bird_mask.png",
+)
 
 
 def unet_config() -> dict:
@@ -176,6 +180,37 @@ def write_demo_images(input_dir: Path, size: int = 64) -> tuple[str, str, str, s
         mask.save(input_dir / names[i + 2])
     log.info("wrote demo images %s to %s", names, input_dir)
     return names
+
+
+def write_two_object_images(input_dir: Path, size: int = 64) -> tuple[str, ...]:
+    """A target with two birds (and a mask for each) plus a third, green reference bird and its mask.
+
+    Together with write_demo_images' orange reference this feeds the two-object example:
+    left bird <- orange reference, right bird <- green reference. Returns TWO_OBJECT_FILES.
+    """
+    from PIL import Image, ImageDraw
+
+    input_dir = Path(input_dir)
+    input_dir.mkdir(parents=True, exist_ok=True)
+    blue = ((40, 70, 170), (30, 50, 130), (90, 140, 230))
+    purple = ((120, 50, 140), (80, 30, 100), (200, 150, 220))
+    left, right = (0.27, 0.5, 0.42, 1, False), (0.74, 0.5, 0.42, -1, True)
+    scene = Image.new("RGB", (size, size), (200, 225, 245))
+    _bird(ImageDraw.Draw(scene), size, *left, *blue)
+    _bird(ImageDraw.Draw(scene), size, *right, *purple)
+    scene.save(input_dir / TWO_OBJECT_FILES[0])
+    for pose, name in ((left, TWO_OBJECT_FILES[1]), (right, TWO_OBJECT_FILES[2])):
+        mask = Image.new("L", (size, size), 0)
+        _bird(ImageDraw.Draw(mask), size, *pose, 255, 255, 255)
+        mask.save(input_dir / name)
+    green_pose = (0.5, 0.5, 0.7, 1, True)
+    green = Image.new("RGB", (size, size), (235, 225, 215))
+    _bird(ImageDraw.Draw(green), size, *green_pose, (40, 150, 60), (20, 100, 40), (160, 220, 90))
+    green.save(input_dir / TWO_OBJECT_FILES[3])
+    mask = Image.new("L", (size, size), 0)
+    _bird(ImageDraw.Draw(mask), size, *green_pose, 255, 255, 255)
+    mask.save(input_dir / TWO_OBJECT_FILES[4])
+    return TWO_OBJECT_FILES
 
 
 def verify_checkpoint(path: Path, base_name: str = "base", size: int = 64, steps: int = 4) -> dict:

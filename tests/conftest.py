@@ -14,7 +14,10 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from comfy_host import load_host_with_pack  # noqa: E402
 
-NODE_IDS = ["E4E_Invert", "E4E_ApplyEyeForEye", "E4E_KSampler", "E4E_ReplayPieces"]
+NODE_IDS = [
+    "E4E_Invert", "E4E_ApplyEyeForEye", "E4E_KSampler", "E4E_ReplayPieces", "E4E_ExtractFeatures",
+    "E4E_SemanticMatch", "E4E_TransferObject", "E4E_ApplyEyeForEyeObjects",
+]
 
 
 @pytest.fixture(scope="session")

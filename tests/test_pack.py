@@ -27,7 +27,7 @@ def test_node_ids_are_prefixed_and_custom_types_too(host):
         info = host.nodes.NODE_CLASS_MAPPINGS[node_id].GET_NODE_INFO_V1()
         for kind in ("required", "optional"):
             for name, spec in info["input"].get(kind, {}).items():
-                if isinstance(spec[0], str) and spec[0].isupper() and spec[0] not in {"MODEL", "CONDITIONING", "LATENT", "IMAGE", "MASK", "INT", "FLOAT", "STRING", "BOOLEAN", "SAMPLER", "SIGMAS", "NOISE", "COMBO"}:
+                if isinstance(spec[0], str) and spec[0].isupper() and spec[0] not in {"MODEL", "CONDITIONING", "LATENT", "IMAGE", "MASK", "INT", "FLOAT", "STRING", "BOOLEAN", "SAMPLER", "SIGMAS", "NOISE", "COMBO", "BOOLEAN"}:
                     assert spec[0].startswith("E4E_"), f"{node_id}.{name} uses a generic custom type {spec[0]}"
 
 

@@ -1,0 +1,160 @@
+"""E4E_ExtractFeatures and E4E_SemanticMatch: correspondence you can inspect and steer."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+import comfy.model_management
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+
+from ..core.attention_patch import RecordingPatch
+from ..core.correspondence import ImageFeatures, semantic_match
+from ..core.features import FeatureRecorder, LayerKey
+from ..core.masks import as_mask_batch, token_mask
+from .api import CATEGORY, Correspondence, Features, Inversion as InversionType, io
+from .model_info import check_supported, decoder_attention_layers
+
+# Token grid as a fraction of the image size (latents are 1/8 of the image).
+RESOLUTIONS = {"1/8": 1, "1/16": 2, "1/32": 4, "1/64": 8}
+
+
+def layer_name(layer: LayerKey) -> str:
+    return f"{layer[0]}.{layer[1]}.{layer[2]}"
+
+
+def choose_layers(available: dict[LayerKey, int], resolution: str, names: str) -> list[LayerKey]:
+    """Layers at `resolution` (available: layer -> latent downscale), all of them or those named in `names`."""
+    at_resolution = [layer for layer, down in available.items() if down == RESOLUTIONS[resolution]]
+    wanted = [n.strip() for n in names.split(",") if n.strip() and n.strip() != "all"]
+    chosen = [layer for layer in at_resolution if not wanted or layer_name(layer) in wanted]
+    if not chosen:
+        offered = ", ".join(f"{layer_name(k)} (1/{8 * d})" for k, d in sorted(available.items()))
+        raise ValueError(f"layer/resolution: no decoder self-attention layer matches {resolution} '{names}'; available: {offered}")
+    return chosen
+
+
+def _normalised_concat(per_layer: list[torch.Tensor]) -> torch.Tensor:
+    """One descriptor per token: each layer L2-normalised, then concatenated (cosine = mean of per-layer cosines)."""
+    return torch.cat([F.normalize(t.float(), dim=-1) for t in per_layer], dim=-1) / len(per_layer) ** 0.5
+
+
+def _ensemble_sampler(model, x0, sigmas, extra_args, callback, disable, *, sigma, ensemble, seed, recorder):
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    s_in = x0.new_ones([x0.shape[0]])
+    progress = comfy.utils.ProgressBar(ensemble)
+    for k in range(ensemble):
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        recorder.step = k
+        noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
+        model(x0 + sigma * noise, sigma * s_in, **extra_args)
+        progress.update(1)
+    return x0
+
+
+def features_from_latent(model, positive, latent: dict, timestep: int, ensemble: int, seed: int, resolution: str, names: str) -> ImageFeatures:
+    """DIFT: noise the latent to `timestep`, run the model per draw, average the drawn features."""
+    check_supported(model)
+    available = {layer.key: layer.downscale for layer in decoder_attention_layers(model)}
+    layers = choose_layers(available, resolution, names)
+    samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    sigma = float(model.get_model_object("model_sampling").sigma(torch.tensor(float(timestep))))
+    recorder = FeatureRecorder(frozenset(layers), comfy.model_management.intermediate_device(), torch.float32)
+    patched = model.clone()
+    patched.set_model_attn1_patch(RecordingPatch(recorder))
+    guider = comfy.samplers.CFGGuider(patched)
+    guider.set_conds(positive, positive)
+    guider.set_cfg(1.0)  # conditional branch only, as DIFT
+    sampler = comfy.samplers.KSAMPLER(
+        _ensemble_sampler, extra_options={"sigma": sigma, "ensemble": ensemble, "seed": seed, "recorder": recorder}
+    )
+    guider.sample(torch.zeros_like(samples), samples, sampler, torch.tensor([sigma, 0.0]), disable_pbar=True, seed=seed)
+    bank = recorder.bank(0, ensemble - 1)
+    tokens = _normalised_concat([bank.features[layer].float().mean(dim=0) for layer in layers])
+    return ImageFeatures(tokens, bank.grids[layers[0]], tuple(map(layer_name, layers)), f"t={timestep}, ensemble {ensemble}")
+
+
+def features_from_inversion(inversion, step: int, resolution: str, names: str) -> ImageFeatures:
+    """The features the transfer patch itself matches, recorded at generation step `step`."""
+    if not 0 <= step < inversion.generation_steps:
+        raise ValueError(f"step must be between 0 and {inversion.generation_steps - 1} (generation steps of the inversion), got {step}")
+    bank = inversion.features
+    latent_height = inversion.latents.shape[-2]
+    available = {layer: latent_height // bank.grids[layer][0] for layer in bank.layers}
+    layers = choose_layers(available, resolution, names)
+    tokens = _normalised_concat([bank.at(layer, inversion.skip + step) for layer in layers])
+    return ImageFeatures(tokens, bank.grids[layers[0]], tuple(map(layer_name, layers)), f"inversion step {step}")
+
+
+class ExtractFeatures(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="E4E_ExtractFeatures",
+            display_name="Extract Diffusion Features (Eye-for-an-eye)",
+            category=CATEGORY,
+            description=(
+                "Diffusion features for semantic matching. With MODEL + positive + latent: DIFT (noise to a timestep, "
+                "average an ensemble of draws). With an inversion: the features the transfer patch itself matches at "
+                "a generation step. Features are the self-attention inputs of the decoder layers at one resolution."
+            ),
+            inputs=[
+                io.Model.Input("model", optional=True, tooltip="Needed with a latent."),
+                io.Conditioning.Input("positive", optional=True, tooltip='Needed with a latent, e.g. "a photo of a bird".'),
+                io.Latent.Input("latent", optional=True, tooltip="The image to describe (DIFT mode)."),
+                InversionType.Input("inversion", optional=True, tooltip="Read the recorded features of this inversion instead."),
+                io.Combo.Input("resolution", options=list(RESOLUTIONS), default="1/16", tooltip="Token grid as a fraction of the image (DIFT: 1/16; the transfer uses the two finest decoder grids)."),
+                io.String.Input("layer", default="all", tooltip="'all' layers at that resolution, or names such as output.7.0"),
+                io.Int.Input("timestep", default=261, min=0, max=999, tooltip="DIFT noise level (of 1000 training steps); DIFT's default is 261."),
+                io.Int.Input("ensemble", default=8, min=1, max=64, tooltip="Noise draws averaged (DIFT: 8)."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, tooltip="Seed of the noise draws."),
+                io.Int.Input("step", default=10, min=0, max=1000, tooltip="With an inversion: the generation step to read (the transfer starts at 10)."),
+            ],
+            outputs=[Features.Output("features")],
+        )
+
+    @classmethod
+    def execute(cls, resolution, layer, timestep, ensemble, seed, step, model=None, positive=None, latent=None, inversion=None) -> io.NodeOutput:
+        if inversion is not None:
+            if latent is not None:
+                raise ValueError("connect either latent (with model and positive) or inversion, not both")
+            return io.NodeOutput(features_from_inversion(inversion, step, resolution, layer))
+        if latent is None or model is None or positive is None:
+            raise ValueError("connect model, positive and latent (or an inversion)")
+        return io.NodeOutput(features_from_latent(model, positive, latent, timestep, ensemble, seed, resolution, layer))
+
+
+class SemanticMatch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="E4E_SemanticMatch",
+            display_name="Semantic Match (Eye-for-an-eye)",
+            category=CATEGORY,
+            description=(
+                "Dense correspondence from every target token to its cosine-nearest reference token, with a "
+                "confidence (the similarity) per token, an optional mutual-nearest-neighbour check and masks."
+            ),
+            inputs=[
+                Features.Input("target_features"),
+                Features.Input("reference_features"),
+                io.Boolean.Input("mutual", default=False, tooltip="Keep only matches that are nearest neighbours both ways."),
+                io.Float.Input("min_similarity", default=-1.0, min=-1.0, max=1.0, step=0.01, tooltip="Matches below this cosine similarity are not transferred."),
+                io.Mask.Input("target_mask", optional=True, tooltip="Only these target tokens are matched."),
+                io.Mask.Input("reference_mask", optional=True, tooltip="Only these reference tokens can be chosen."),
+            ],
+            outputs=[Correspondence.Output("correspondence")],
+        )
+
+    @classmethod
+    def execute(cls, target_features, reference_features, mutual, min_similarity, target_mask=None, reference_mask=None) -> io.NodeOutput:
+        if target_features.tokens.shape[-1] != reference_features.tokens.shape[-1]:
+            raise ValueError(
+                f"target_features ({', '.join(target_features.layers)}) and reference_features "
+                f"({', '.join(reference_features.layers)}) come from different layers: extract both the same way"
+            )
+        t_mask = None if target_mask is None else token_mask(as_mask_batch(target_mask, "target_mask"), target_features.grid)
+        r_mask = None if reference_mask is None else token_mask(as_mask_batch(reference_mask, "reference_mask"), reference_features.grid)
+        return io.NodeOutput(semantic_match(target_features, reference_features, mutual, t_mask, r_mask, min_similarity))
