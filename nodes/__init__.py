@@ -6,6 +6,7 @@ from .features import ExtractFeatures, SemanticMatch
 from .invert import Invert
 from .objects import TransferObjectNode
 from .sampling import ReplayPieces, TransferKSampler
+from .visualize import VisualizeCorrespondence
 
 NODES = [
     Invert,
@@ -16,6 +17,7 @@ NODES = [
     SemanticMatch,
     TransferObjectNode,
     ApplyEyeForEyeObjects,
+    VisualizeCorrespondence,
 ]
 
 

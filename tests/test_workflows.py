@@ -43,7 +43,8 @@ def server():
 
 def run(server, prompt, timeout=900):
     history = wait_for(server.url, queue_prompt(server.url, prompt), timeout=timeout)
-    return history, [image_path(server.base, image) for image in output_images(history)]
+    saved = [image for image in output_images(history) if image[2] == "output"]  # previews go to temp
+    return history, [image_path(server.base, image) for image in saved]
 
 
 def test_example_transfer_workflow_runs_in_the_real_server(server):
