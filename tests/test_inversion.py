@@ -43,3 +43,62 @@ def test_replay_reconstructs_every_inverted_latent(host, node, model, skip):
     assert (final - inv.reconstruction).abs().max() <= 1e-4
     # The inversion is not trivially exact: a different cfg does not retrace it.
     assert (inv.latents[1] - inv.latents[0]).abs().max() > 0.1
+
+
+@pytest.mark.parametrize("family", ["v-prediction SD1.x", "SDXL"])
+def test_other_families_invert_replay_and_transfer(host, node, family):
+    """The layers come from the loaded model: SDXL has no attention at its finest level and two transformers per block."""
+    from tiny_models import tiny_sdxl
+
+    model = tiny_sd15(seed=4, prediction="v") if family.startswith("v") else tiny_sdxl(seed=4)
+    pooled = family == "SDXL"
+    positive, negative = conditioning(10, pooled=pooled), conditioning(11, pooled=pooled)
+
+    def inv(seed):
+        (out,) = run_node(node("E4E_Invert"), model=model, positive=positive, negative=negative, latent=latent(seed, 16),
+                          steps=20, skip=4, cfg=3.5, seed=7, scheduler="ddim_uniform")
+        return out
+
+    target, reference = inv(3), inv(4)
+    layers = host.pack.nodes.model_info.decoder_attention_layers(model)
+    recorded = set(target.features.layers)
+    if family == "SDXL":
+        assert {layer.downscale for layer in layers} == {2, 4}
+        assert ("output", 0, 1) in recorded  # second transformer of a coarse block
+    assert recorded == {layer.key for layer in layers if layer.downscale in sorted({l.downscale for l in layers})[:2]}
+
+    def sample(m):
+        (out,) = run_node(node("E4E_KSampler"), model=m, positive=positive, negative=negative,
+                          target_inversion=target, reference_inversion=reference, cfg=3.5, adain_start=-1)
+        return model.model.process_latent_in(out["samples"])
+
+    assert (sample(model) - target.reconstruction).abs().max() <= 1e-4
+    (patched,) = run_node(node("E4E_ApplyEyeForEye"), model=model, reference_inversion=reference, target_inversion=target,
+                          start=2, end=-1, refresh_every=0, refresh_until=0, mode="rearrange features (q, k, v)")
+    assert (sample(patched) - target.reconstruction).abs().max() > 1e-2
+
+
+def test_cancel_stops_inversion_and_sampling(node, model):
+    import comfy.model_management as mm
+
+    before = repr(model.model_options)
+    for run in (
+        lambda: invert(node, model, image_seed=3, steps=10, skip=2),
+        lambda: run_node(node("E4E_ExtractFeatures"), model=model, positive=conditioning(10), latent=latent(3, 16),
+                         resolution="1/8", layer="all", timestep=261, ensemble=4, seed=0, step=0),
+    ):
+        mm.interrupt_current_processing(True)
+        try:
+            with pytest.raises(mm.InterruptProcessingException):
+                run()
+        finally:
+            mm.interrupt_current_processing(False)
+    assert repr(model.model_options) == before
+    inv = invert(node, model, image_seed=3, steps=10, skip=2)  # works again once the flag is cleared
+    mm.interrupt_current_processing(True)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            run_node(node("E4E_KSampler"), model=model, positive=conditioning(10), negative=conditioning(11),
+                     target_inversion=inv, cfg=2.5, adain_start=-1)
+    finally:
+        mm.interrupt_current_processing(False)

@@ -68,9 +68,36 @@ def tiny_sd15(seed: int = 0, channel_mult=(1, 2, 4), model_channels: int = 32, c
     )
 
 
-def conditioning(seed: int, context_dim: int = 64, tokens: int = 77):
+def tiny_sdxl(seed: int = 0):
+    """A real SDXL-family BaseModel: no attention at the finest level, two transformers per block at the coarsest."""
+    import comfy.model_base
+    import comfy.model_management
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    class TinySDXL(comfy.supported_models.SDXL):
+        unet_extra_config = {}
+
+    unet = _levels_config((1, 2, 4), 64, 32)
+    unet.update(
+        transformer_depth=[0, 1, 2], transformer_depth_output=[0, 0, 1, 1, 2, 2], transformer_depth_middle=2,
+        adm_in_channels=2816, num_classes="sequential", use_linear_in_transformer=True,
+    )
+    config = TinySDXL(unet)
+    model = comfy.model_base.SDXL(config, model_type=comfy.model_base.ModelType.EPS, device=torch.device("cpu"))
+    initialise(model.diffusion_model, seed)
+    with torch.no_grad():
+        model.diffusion_model.out[2].weight.mul_(0.2)
+    return comfy.model_patcher.ModelPatcher(
+        model, load_device=comfy.model_management.get_torch_device(), offload_device=torch.device("cpu")
+    )
+
+
+def conditioning(seed: int, context_dim: int = 64, tokens: int = 77, pooled: bool = False):
+    """CONDITIONING with random embeddings; `pooled` adds the pooled output SDXL models need."""
     generator = torch.Generator().manual_seed(seed)
-    return [[torch.randn(1, tokens, context_dim, generator=generator), {}]]
+    extra = {"pooled_output": torch.randn(1, 1280, generator=generator)} if pooled else {}
+    return [[torch.randn(1, tokens, context_dim, generator=generator), extra]]
 
 
 def latent(seed: int, size: int = 16, batch: int = 1) -> dict:
