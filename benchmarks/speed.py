@@ -142,7 +142,7 @@ def bench_unet(name, device, dtype, latent=None):
     target = synthetic_inversion(layers, steps, 1, device, dtype, (4, size, size))
     reference = synthetic_inversion(layers, steps, 1, device, dtype, (4, size, size))
     sigma = float(target.sigmas[2])
-    patch = EyeForEyePatch(target, (TransferObject(reference),), TransferSchedule(start=0, refresh_every=0), False)
+    patch = EyeForEyePatch(target, (TransferObject(reference),), TransferSchedule(start=0, refresh_every=0))
 
     def patched_step():
         x = torch.randn(2, 4, size, size, device=device, dtype=dtype)

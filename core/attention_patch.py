@@ -8,6 +8,7 @@ UNet): "block", "block_index", "cond_or_uncond", "sigmas", "activations_shape".
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -21,6 +22,14 @@ from .matching import nearest_reference_index, rearrange_like
 from .schedule import Phase, TransferSchedule
 
 COND = 0  # ComfyUI's marker of a conditional chunk in cond_or_uncond
+
+
+class Injection(enum.Enum):
+    """What of the result's self-attention is taken from elsewhere."""
+
+    FEATURES = "rearrange features (q, k, v)"  # the method
+    VALUES = "rearrange values only"  # the paper's V-injection ablation
+    KEYS_VALUES = "reference keys and values, no rearrangement"  # cross-image attention baseline
 
 
 def layer_of(extra_options: dict) -> Optional[LayerKey]:
@@ -61,7 +70,7 @@ class EyeForEyePatch:
     target: Inversion
     objects: tuple[TransferObject, ...]
     schedule: TransferSchedule
-    values_only: bool = False
+    injection: Injection = Injection.FEATURES
     _cache: dict = field(default_factory=dict, repr=False)
 
     def __deepcopy__(self, memo):
@@ -104,6 +113,8 @@ class EyeForEyePatch:
         if phase is Phase.REFRESH:
             target = self.target.features.at(layer, step).to(own.device, own.dtype)
             return _match_batch(target, batch, "target_inversion").clone()
+        if self.injection is Injection.KEYS_VALUES:
+            return self._reference_tokens(layer, step, grid, own)
         out = own
         for i, obj in enumerate(self.objects):
             reference = _match_batch(obj.reference.features.at(layer, step).to(own.device), batch, "reference_inversion")
@@ -118,6 +129,13 @@ class EyeForEyePatch:
                 index = index.expand(batch, -1)
             out = rearrange_like(out, reference, index, inside)
         return out
+
+    def _reference_tokens(self, layer, step, grid, own):
+        """The references' own tokens, unrearranged (one object, same grid as the target)."""
+        if len(self.objects) != 1 or self.objects[0].reference.features.grids[layer] != grid:
+            raise ValueError("key/value injection needs one reference of the target's size")
+        reference = self.objects[0].reference.features.at(layer, step).to(own.device, own.dtype)
+        return _match_batch(reference, own.shape[0], "reference_inversion")
 
     def __call__(self, n, context, value, extra_options):
         layer = layer_of(extra_options)
@@ -135,9 +153,11 @@ class EyeForEyePatch:
         new = n.clone()
         for rows in cond_rows(extra_options, n.shape[0]):
             new[rows] = self.replacement(n[rows], layer, grid, phase, step)
-        if self.values_only:
+        if self.injection is Injection.FEATURES:
+            return new, new, new
+        if self.injection is Injection.VALUES:
             return n, context, new
-        return new, new, new
+        return n, new, new
 
 
 @dataclass
@@ -148,6 +168,13 @@ class RecordingPatch:
 
     def __deepcopy__(self, memo):
         return self
+
+    def _reference_tokens(self, layer, step, grid, own):
+        """The references' own tokens, unrearranged (one object, same grid as the target)."""
+        if len(self.objects) != 1 or self.objects[0].reference.features.grids[layer] != grid:
+            raise ValueError("key/value injection needs one reference of the target's size")
+        reference = self.objects[0].reference.features.at(layer, step).to(own.device, own.dtype)
+        return _match_batch(reference, own.shape[0], "reference_inversion")
 
     def __call__(self, n, context, value, extra_options):
         layer = layer_of(extra_options)

@@ -28,6 +28,7 @@ class Inversion:
     features: FeatureBank
     starts_at_max_sigma: bool  # ComfyUI scales the first noise differently there
     model_family: str  # e.g. "SD15"; used to refuse mixing inversions of different models
+    image_downscale: int = 8  # image pixels per latent cell
 
     @property
     def steps(self) -> int:

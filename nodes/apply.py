@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from ..core.attention_patch import EyeForEyePatch, TransferObject
+from ..core.attention_patch import EyeForEyePatch, Injection, TransferObject
 from ..core.inversion import Inversion, check_compatible
 from ..core.schedule import TransferSchedule
 from .api import CATEGORY, Correspondence, Inversion as InversionType, Objects, io
 from .model_info import check_supported, decoder_attention_layers, model_family
 from .objects import transfer_object
 
-MODES = ["rearrange features (q, k, v)", "rearrange values only"]
+MODES = [mode.value for mode in Injection]
 
 
-def apply_eye_for_eye(model, target: Inversion, objects: tuple[TransferObject, ...], schedule: TransferSchedule, values_only: bool):
+def apply_eye_for_eye(model, target: Inversion, objects: tuple[TransferObject, ...], schedule: TransferSchedule, injection: Injection):
     check_supported(model)
     if not objects:
         raise ValueError("objects: connect at least one Transfer Object")
@@ -30,7 +30,9 @@ def apply_eye_for_eye(model, target: Inversion, objects: tuple[TransferObject, .
     patches = patched.model_options["transformer_options"].setdefault("patches", {})
     # Applying again replaces the earlier transfer instead of stacking it (several objects go in one patch).
     patches["attn1_patch"] = [p for p in patches.get("attn1_patch", []) if not isinstance(p, EyeForEyePatch)]
-    patched.set_model_attn1_patch(EyeForEyePatch(target, tuple(objects), schedule, values_only))
+    if injection is Injection.KEYS_VALUES and (len(objects) != 1 or objects[0].reference.latents.shape[-2:] != target.latents.shape[-2:]):
+        raise ValueError("mode: key/value injection takes one reference inversion of the target's size")
+    patched.set_model_attn1_patch(EyeForEyePatch(target, tuple(objects), schedule, injection))
     return patched
 
 
@@ -40,7 +42,7 @@ def _schedule_inputs():
         io.Int.Input("end", default=-1, min=-1, max=1000, tooltip="Generation step where it stops (exclusive); -1 runs to the end."),
         io.Int.Input("refresh_every", default=5, min=0, max=1000, tooltip="Every n-th step from start uses the target's own features (structure refresh); 0 turns it off."),
         io.Int.Input("refresh_until", default=40, min=0, max=1000, tooltip="No structure refresh from this generation step on (published: 40)."),
-        io.Combo.Input("mode", options=MODES, default=MODES[0], tooltip="Values only is the paper's V-injection ablation."),
+        io.Combo.Input("mode", options=MODES, default=MODES[0], tooltip="Values only is the paper's V-injection ablation; keys and values without rearrangement is the cross-image attention baseline."),
     ]
 
 
@@ -79,7 +81,7 @@ class ApplyEyeForEye(io.ComfyNode):
     def execute(cls, model, reference_inversion, target_inversion, start, end, refresh_every, refresh_until, mode, target_mask=None, reference_mask=None, correspondence=None) -> io.NodeOutput:
         obj = transfer_object(reference_inversion, target_mask, reference_mask, correspondence)
         schedule = _schedule(start, end, refresh_every, refresh_until)
-        return io.NodeOutput(apply_eye_for_eye(model, target_inversion, (obj,), schedule, mode == MODES[1]))
+        return io.NodeOutput(apply_eye_for_eye(model, target_inversion, (obj,), schedule, Injection(mode)))
 
 
 class ApplyEyeForEyeObjects(io.ComfyNode):
@@ -105,4 +107,4 @@ class ApplyEyeForEyeObjects(io.ComfyNode):
     @classmethod
     def execute(cls, model, target_inversion, objects, start, end, refresh_every, refresh_until, mode) -> io.NodeOutput:
         schedule = _schedule(start, end, refresh_every, refresh_until)
-        return io.NodeOutput(apply_eye_for_eye(model, target_inversion, tuple(objects), schedule, mode == MODES[1]))
+        return io.NodeOutput(apply_eye_for_eye(model, target_inversion, tuple(objects), schedule, Injection(mode)))

@@ -15,10 +15,10 @@ from ..core.correspondence import ImageFeatures, semantic_match
 from ..core.features import FeatureRecorder, LayerKey
 from ..core.masks import as_mask_batch, token_mask
 from .api import CATEGORY, Correspondence, Features, Inversion as InversionType, io
-from .model_info import check_supported, decoder_attention_layers
+from .model_info import check_supported, decoder_attention_layers, image_downscale
 
-# Token grid as a fraction of the image size (latents are 1/8 of the image).
-RESOLUTIONS = {"1/8": 1, "1/16": 2, "1/32": 4, "1/64": 8}
+# Token grid as a fraction of the image size.
+RESOLUTIONS = ["1/2", "1/4", "1/8", "1/16", "1/32", "1/64"]
 
 
 def layer_name(layer: LayerKey) -> str:
@@ -26,12 +26,12 @@ def layer_name(layer: LayerKey) -> str:
 
 
 def choose_layers(available: dict[LayerKey, int], resolution: str, names: str) -> list[LayerKey]:
-    """Layers at `resolution` (available: layer -> latent downscale), all of them or those named in `names`."""
-    at_resolution = [layer for layer, down in available.items() if down == RESOLUTIONS[resolution]]
+    """Layers at `resolution` (available: layer -> image pixels per token), all of them or those named in `names`."""
+    at_resolution = [layer for layer, down in available.items() if f"1/{down}" == resolution]
     wanted = [n.strip() for n in names.split(",") if n.strip() and n.strip() != "all"]
     chosen = [layer for layer in at_resolution if not wanted or layer_name(layer) in wanted]
     if not chosen:
-        offered = ", ".join(f"{layer_name(k)} (1/{8 * d})" for k, d in sorted(available.items()))
+        offered = ", ".join(f"{layer_name(k)} (1/{d})" for k, d in sorted(available.items()))
         raise ValueError(f"layer/resolution: no decoder self-attention layer matches {resolution} '{names}'; available: {offered}")
     return chosen
 
@@ -57,7 +57,7 @@ def _ensemble_sampler(model, x0, sigmas, extra_args, callback, disable, *, sigma
 def features_from_latent(model, positive, latent: dict, timestep: int, ensemble: int, seed: int, resolution: str, names: str) -> ImageFeatures:
     """DIFT: noise the latent to `timestep`, run the model per draw, average the drawn features."""
     check_supported(model)
-    available = {layer.key: layer.downscale for layer in decoder_attention_layers(model)}
+    available = {layer.key: layer.downscale * image_downscale(model) for layer in decoder_attention_layers(model)}
     layers = choose_layers(available, resolution, names)
     samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
     sigma = float(model.get_model_object("model_sampling").sigma(torch.tensor(float(timestep))))
@@ -82,7 +82,7 @@ def features_from_inversion(inversion, step: int, resolution: str, names: str) -
         raise ValueError(f"step must be between 0 and {inversion.generation_steps - 1} (generation steps of the inversion), got {step}")
     bank = inversion.features
     latent_height = inversion.latents.shape[-2]
-    available = {layer: latent_height // bank.grids[layer][0] for layer in bank.layers}
+    available = {layer: latent_height // bank.grids[layer][0] * inversion.image_downscale for layer in bank.layers}
     layers = choose_layers(available, resolution, names)
     tokens = _normalised_concat([bank.at(layer, inversion.skip + step) for layer in layers])
     return ImageFeatures(tokens, bank.grids[layers[0]], tuple(map(layer_name, layers)), f"inversion step {step}")
@@ -105,7 +105,7 @@ class ExtractFeatures(io.ComfyNode):
                 io.Conditioning.Input("positive", optional=True, tooltip='Needed with a latent, e.g. "a photo of a bird".'),
                 io.Latent.Input("latent", optional=True, tooltip="The image to describe (DIFT mode)."),
                 InversionType.Input("inversion", optional=True, tooltip="Read the recorded features of this inversion instead."),
-                io.Combo.Input("resolution", options=list(RESOLUTIONS), default="1/16", tooltip="Token grid as a fraction of the image (DIFT: 1/16; the transfer uses the two finest decoder grids)."),
+                io.Combo.Input("resolution", options=RESOLUTIONS, default="1/16", tooltip="Token grid as a fraction of the image (DIFT: 1/16; the transfer uses the two finest decoder grids)."),
                 io.String.Input("layer", default="all", tooltip="'all' layers at that resolution, or names such as output.7.0"),
                 io.Int.Input("timestep", default=261, min=0, max=999, tooltip="DIFT noise level (of 1000 training steps); DIFT's default is 261."),
                 io.Int.Input("ensemble", default=8, min=1, max=64, tooltip="Noise draws averaged (DIFT: 8)."),

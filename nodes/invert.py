@@ -16,7 +16,7 @@ from ..core.ddpm import invert
 from ..core.features import FeatureRecorder
 from ..core.inversion import Inversion
 from .api import CATEGORY, Inversion as InversionType, io
-from .model_info import check_supported, finest_decoder_layers, model_family
+from .model_info import check_supported, finest_decoder_layers, image_downscale, model_family
 
 
 def _inversion_sampler(model, x0, sigmas, extra_args, callback, disable, *, skip, seed, recorder, out):
@@ -75,6 +75,7 @@ def invert_latent(model, positive, negative, latent: dict, steps: int, skip: int
         features=recorder.bank(skip, steps - 1),
         starts_at_max_sigma=math.isclose(max_sigma, float(sigmas[skip]), rel_tol=1e-5) or float(sigmas[skip]) > max_sigma,
         model_family=model_family(model),
+        image_downscale=image_downscale(model),
     )
 
 

@@ -21,6 +21,11 @@ class DecoderLayer:
     downscale: int  # token grid = latent size / downscale
 
 
+def image_downscale(model) -> int:
+    """Image pixels per latent cell: 8 for SD VAEs; latent formats may say otherwise."""
+    return int(getattr(model.model.latent_format, "spacial_downscale_ratio", 8))
+
+
 def model_family(model) -> str:
     return type(model.model.model_config).__name__
 

@@ -124,6 +124,24 @@ def test_values_only_mode_keeps_queries_and_keys(host, node, model, inversions):
     assert changed > 0
 
 
+def test_key_value_injection_baseline_attends_to_unrearranged_reference(host, node, model, inversions):
+    core = host.pack.core
+    target = inversions["target"]
+    schedule = core.schedule.TransferSchedule(**SCHEDULE)
+    checked = 0
+    for pre, post in observed_transfer(node, model, inversions, mode="reference keys and values, no rearrangement"):
+        step = target.step_of_sigma(pre["sigma"])
+        if pre["layer"] not in target.features.grids or schedule.phase(step - SKIP, target.generation_steps) is not core.schedule.Phase.REARRANGE:
+            continue
+        rows = _cond_rows(pre)
+        assert torch.equal(post["n"], pre["n"])
+        reference = inversions["reference"].features.at(pre["layer"], step).to(pre["n"].dtype)
+        assert torch.equal(post["context"][rows], reference) and torch.equal(post["value"][rows], reference)
+        assert torch.equal(post["context"][_uncond_rows(pre)], pre["context"][_uncond_rows(pre)])
+        checked += 1
+    assert checked > 0
+
+
 def test_empty_window_is_bit_identical_to_plain_replay(node, model, inversions):
     plain = sample(node, model, inversions)
     (patched,) = run_node(

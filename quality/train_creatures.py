@@ -1,0 +1,215 @@
+"""Train the tiny creature diffusion model (tests/assets/creatures_unet.safetensors) on the CPU.
+
+What it trains: an unconditional epsilon-prediction DDPM whose network is ComfyUI's own
+UNetModel (config `quality.creature_model.UNET_CONFIG`, built through comfy.model_base.BaseModel
+so the module layout and state-dict keys are exactly what ComfyUI loads), on 64x64 creatures
+drawn on the fly by `quality.creatures.draw_creatures`, space-to-depth encoded to [12, 32, 32]
+in [-1, 1] (`creature_model.encode`).
+
+Recipe (all seeded by --seed; same seed + same steps + same torch build = same weights):
+  * weights initialised from a seeded generator (ComfyUI leaves them uninitialised):
+    N(0, 1/fan_in) weights, zero biases, unit norm scales, and zero-initialised residual
+    output layers (ResBlock out conv, transformer proj_out, final out conv), as in ADM;
+  * DDPM linear schedule, betas linspace(1e-4, 0.02, 1000), t uniform in 0..999,
+    x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, loss = MSE(eps_pred, eps);
+    (ComfyUI sampling_settings beta_schedule "sqrt_linear" is this very schedule);
+  * context = constant zeros [B, 1, CONTEXT_DIM] (the model is unconditional);
+  * AdamW lr 4e-4 (betas 0.9/0.99, no weight decay), linear warm-up over 200 steps, then cosine
+    decay to 25% of lr at the last step; gradient-norm clip 1.0; batch 32;
+  * EMA of the weights, decay min(0.999, (1 + step) / (10 + step));
+  * bf16 autocast on the CPU, torch.set_num_threads(2).
+A --max-minutes cap (default 55) stops the run early, saving first, if the machine is slower
+than planned. Every --save-every steps and at the end it writes the EMA weights (fp16 safetensors, keys of
+`model.diffusion_model`) to --out and a JSON record next to it (same stem, .json), both
+atomically, so an interrupted run still leaves a usable asset.
+
+    python quality/train_creatures.py --steps 1800 --seed 0
+    python quality/train_creatures.py --steps 20 --out /tmp/smoke.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from quality import creature_model as cm  # noqa: E402
+from quality.creatures import IMAGE_SIZE, draw_creatures  # noqa: E402
+
+DEFAULT_STEPS = 1800
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=cm.ASSET)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--final-lr-fraction", type=float, default=0.25)
+    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--save-every", type=int, default=500)
+    p.add_argument("--log-every", type=int, default=100)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--max-minutes", type=float, default=55.0,
+                   help="safety cap: stop (and save) once this much wall time has passed")
+    p.add_argument("--no-bf16", action="store_true", help="train in float32 (about 2x slower on the CPU)")
+    return p.parse_args(argv)
+
+
+def initialise(unet: torch.nn.Module, seed: int) -> None:
+    """Seeded init of every parameter; residual output layers start at zero."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in unet.named_parameters():
+            if name.endswith("bias"):
+                param.zero_()
+            elif param.ndim == 1:
+                param.fill_(1.0)
+            else:
+                fan_in = param[0].numel()
+                param.copy_(torch.randn(param.shape, generator=generator) / fan_in**0.5)
+        for name, module in unet.named_modules():
+            # ResBlock.out_layers[-1], SpatialTransformer.proj_out, UNetModel.out[-1]
+            if name.endswith("out_layers.3") or name.endswith("proj_out") or name == "out.2":
+                for param in module.parameters():
+                    param.zero_()
+
+
+def lr_at(step: int, args) -> float:
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    progress = (step - args.warmup) / max(1, args.steps - args.warmup)
+    floor = args.final_lr_fraction
+    return args.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def save(ema: dict, out: Path, record: dict) -> None:
+    import safetensors.torch
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in ema.items()}
+    tmp = out.with_name(out.name + ".tmp")
+    safetensors.torch.save_file(tensors, str(tmp), metadata={"format": "pt", "model": "e4e-creatures-unet"})
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, out)
+    meta = out.with_suffix(".json")
+    tmp = meta.with_name(meta.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, meta)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    # ComfyUI in-process (CPU) only to build its UNetModel with its own operations.
+    sys.path.insert(0, str(REPO / "scripts"))
+    from comfy_host import base_directory, boot_in_process
+
+    boot_in_process(base_directory("train-base"))
+    unet = cm.build_base_model(torch.device("cpu")).diffusion_model
+    unet.float().train()
+    initialise(unet, args.seed)
+    params = sum(p.numel() for p in unet.parameters())
+    print(f"UNet parameters: {params:,}; steps {args.steps}; batch {args.batch}; seed {args.seed}; "
+          f"out {args.out}; torch {torch.__version__}", flush=True)
+
+    ema = {k: v.detach().clone().float() for k, v in unet.state_dict().items()}
+    opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    abar = cm.training_alphas_cumprod().float()
+    sqrt_abar, sqrt_1m_abar = abar.sqrt(), (1 - abar).sqrt()
+    data_gen = torch.Generator().manual_seed(args.seed * 1_000_003 + 1)
+    noise_gen = torch.Generator().manual_seed(args.seed * 1_000_003 + 2)
+    context = cm.empty_context(args.batch)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.no_bf16)
+
+    def record(step, final_loss, wall):
+        config = {k: (str(v) if isinstance(v, torch.dtype) else v) for k, v in cm.UNET_CONFIG.items()}
+        return {
+            "model": "eye-for-an-eye creatures UNet (ComfyUI UNetModel, unconditional, eps prediction)",
+            "unet_config": config,
+            "context_dim": cm.CONTEXT_DIM,
+            "conditioning": "[[torch.zeros(1, 1, context_dim), {}]]",
+            "latent": "pixel_unshuffle(image*2-1, 2): [3,64,64] 0..1 -> [12,32,32]; scale_factor 1.0",
+            "schedule": {"betas": "linspace(1e-4, 0.02, 1000)", "comfyui_sampling_settings": cm.SAMPLING_SETTINGS},
+            "parameters": params,
+            "seed": args.seed,
+            "steps": step,
+            "steps_planned": args.steps,
+            "complete": step >= args.steps,
+            "stopped_by_time_cap": step < args.steps,
+            "batch": args.batch,
+            "lr": args.lr,
+            "warmup": args.warmup,
+            "final_lr_fraction": args.final_lr_fraction,
+            "ema": args.ema,
+            "bf16_autocast": not args.no_bf16,
+            "threads": args.threads,
+            "wall_time_s": round(wall, 1),
+            "final_loss": final_loss,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "weights": "EMA, float16",
+        }
+
+    start = time.time()
+    window, last_loss = [], float("nan")
+    for step in range(args.steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, args)
+        x0 = cm.encode(draw_creatures(args.batch, data_gen).images)
+        t = torch.randint(0, cm.NUM_TIMESTEPS, (args.batch,), generator=noise_gen)
+        eps = torch.randn(x0.shape, generator=noise_gen)
+        x_t = sqrt_abar[t, None, None, None] * x0 + sqrt_1m_abar[t, None, None, None] * eps
+        with autocast:
+            pred = unet(x_t, timesteps=t.float(), context=context, transformer_options={})
+        loss = torch.nn.functional.mse_loss(pred.float(), eps)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        decay = min(args.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for k, v in unet.state_dict().items():
+                if v.dtype.is_floating_point:
+                    ema[k].mul_(decay).add_(v.detach().float(), alpha=1 - decay)
+                else:
+                    ema[k].copy_(v)
+        window.append(loss.item())
+        done = step + 1
+        if done % args.log_every == 0 or done == args.steps or done <= 3:
+            elapsed = time.time() - start
+            last_loss = sum(window) / len(window)
+            rate = elapsed / done
+            print(f"step {done:6d}/{args.steps}  loss {last_loss:.4f}  lr {lr_at(step, args):.2e}  "
+                  f"elapsed {elapsed:7.1f}s  {rate:.3f} s/step  eta {rate * (args.steps - done) / 60:5.1f} min",
+                  flush=True)
+            if done % args.log_every == 0:
+                window = []
+        out_of_time = time.time() - start > args.max_minutes * 60
+        if done % args.save_every == 0 or done == args.steps or out_of_time:
+            if out_of_time and window:
+                last_loss = sum(window) / len(window)
+            save(ema, args.out, record(done, last_loss, time.time() - start))
+            print(f"saved EMA weights at step {done} to {args.out}", flush=True)
+        if out_of_time:
+            print(f"stopped by --max-minutes {args.max_minutes} at step {done}/{args.steps}", flush=True)
+            break
+    print(f"done in {time.time() - start:.1f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
