@@ -169,13 +169,6 @@ class RecordingPatch:
     def __deepcopy__(self, memo):
         return self
 
-    def _reference_tokens(self, layer, step, grid, own):
-        """The references' own tokens, unrearranged (one object, same grid as the target)."""
-        if len(self.objects) != 1 or self.objects[0].reference.features.grids[layer] != grid:
-            raise ValueError("key/value injection needs one reference of the target's size")
-        reference = self.objects[0].reference.features.at(layer, step).to(own.device, own.dtype)
-        return _match_batch(reference, own.shape[0], "reference_inversion")
-
     def __call__(self, n, context, value, extra_options):
         layer = layer_of(extra_options)
         if self.recorder.wants(layer):

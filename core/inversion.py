@@ -65,7 +65,8 @@ def check_compatible(reference: Inversion, target: Inversion) -> None:
             f"reference_inversion was made with a {reference.model_family} model and target_inversion "
             f"with a {target.model_family} model: invert both with the same MODEL"
         )
-    if reference.skip != target.skip or not torch.allclose(reference.sigmas, target.sigmas, rtol=1e-5, atol=0):
+    same_sigmas = reference.sigmas.shape == target.sigmas.shape and torch.allclose(reference.sigmas, target.sigmas, rtol=1e-5, atol=0)
+    if reference.skip != target.skip or not same_sigmas:
         raise ValueError(
             "reference_inversion and target_inversion use different schedules "
             f"(steps {reference.steps}/{target.steps}, skip {reference.skip}/{target.skip}): "

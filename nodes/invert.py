@@ -47,6 +47,7 @@ def invert_latent(model, positive, negative, latent: dict, steps: int, skip: int
     samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
     sampling = model.get_model_object("model_sampling")
     sigmas = comfy.samplers.calculate_sigmas(sampling, scheduler, steps).cpu().float()
+    steps = len(sigmas) - 1  # some schedulers (ddim_uniform) give a step more than asked for
 
     storage = comfy.model_management.intermediate_device()
     recorder = FeatureRecorder(frozenset(finest_decoder_layers(model)), storage)

@@ -102,3 +102,21 @@ def test_cancel_stops_inversion_and_sampling(node, model):
                      target_inversion=inv, cfg=2.5, adain_start=-1)
     finally:
         mm.interrupt_current_processing(False)
+
+
+def test_replay_pieces_drive_comfyuis_own_sampler_custom_advanced(node, model):
+    """NOISE, SAMPLER, SIGMAS, LATENT from the pack + stock CFGGuider + SamplerCustomAdvanced == E4E_KSampler."""
+    target, reference = invert(node, model, image_seed=3, steps=20, skip=6), invert(node, model, image_seed=4, steps=20, skip=6)
+    noise, sampler, sigmas, latent_in = run_node(node("E4E_ReplayPieces"), target_inversion=target, reference_inversion=reference, adain_start=8)
+    (guider,) = run_node(node("CFGGuider"), model=model, positive=conditioning(10), negative=conditioning(11), cfg=2.5)
+    out, _ = run_node(node("SamplerCustomAdvanced"), noise=noise, guider=guider, sampler=sampler, sigmas=sigmas, latent_image=latent_in)
+    (expected,) = run_node(node("E4E_KSampler"), model=model, positive=conditioning(10), negative=conditioning(11),
+                           target_inversion=target, reference_inversion=reference, cfg=2.5, adain_start=8)
+    assert torch.allclose(out["samples"], expected["samples"], atol=1e-5)
+    (no_adain,) = run_node(node("E4E_KSampler"), model=model, positive=conditioning(10), negative=conditioning(11),
+                           target_inversion=target, reference_inversion=reference, cfg=2.5, adain_start=-1)
+    assert not torch.allclose(no_adain["samples"], expected["samples"], atol=1e-3)
+    with pytest.raises(ValueError, match="connect the LATENT that was inverted"):
+        noise.generate_noise({"samples": latent_in["samples"] + 1})
+    with pytest.raises(ValueError, match="sigmas: use the SIGMAS of the target inversion"):
+        run_node(node("SamplerCustomAdvanced"), noise=noise, guider=guider, sampler=sampler, sigmas=sigmas[2:], latent_image=latent_in)
