@@ -42,11 +42,13 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
 
 from quality import creature_model as cm  # noqa: E402
 from quality.creatures import IMAGE_SIZE, draw_creatures  # noqa: E402
+from seeded_init import seeded_init_  # noqa: E402
 
-DEFAULT_STEPS = 1800
+DEFAULT_STEPS = 2000
 
 
 def parse_args(argv=None):
@@ -70,16 +72,8 @@ def parse_args(argv=None):
 
 def initialise(unet: torch.nn.Module, seed: int) -> None:
     """Seeded init of every parameter; residual output layers start at zero."""
-    generator = torch.Generator().manual_seed(seed)
+    seeded_init_(unet, torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        for name, param in unet.named_parameters():
-            if name.endswith("bias"):
-                param.zero_()
-            elif param.ndim == 1:
-                param.fill_(1.0)
-            else:
-                fan_in = param[0].numel()
-                param.copy_(torch.randn(param.shape, generator=generator) / fan_in**0.5)
         for name, module in unet.named_modules():
             # ResBlock.out_layers[-1], SpatialTransformer.proj_out, UNetModel.out[-1]
             if name.endswith("out_layers.3") or name.endswith("proj_out") or name == "out.2":
@@ -116,7 +110,6 @@ def main(argv=None) -> None:
     torch.manual_seed(args.seed)
 
     # ComfyUI in-process (CPU) only to build its UNetModel with its own operations.
-    sys.path.insert(0, str(REPO / "scripts"))
     from comfy_host import base_directory, boot_in_process
 
     boot_in_process(base_directory("train-base"))

@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from comfy_host import base_directory, boot_in_process  # noqa: E402
+from seeded_init import seeded_init_  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -67,26 +68,6 @@ def _ensure_comfy() -> None:
         boot_in_process(base_directory())
 
 
-def _initialise(module, generator) -> None:
-    """Fill ComfyUI's uninitialised weights: normal / sqrt(fan_in), biases 0, 1-D weights (norms) 1.
-
-    0-d parameters (TAESD's vae_scale / vae_shift) keep the values their constructor gave them.
-    """
-    import torch
-
-    with torch.no_grad():
-        for name, param in module.named_parameters():
-            if param.ndim == 0:
-                continue
-            if name.endswith("bias"):
-                param.zero_()
-            elif param.ndim == 1:
-                param.fill_(1.0)
-            else:
-                fan_in = param[0].numel()
-                param.copy_(torch.randn(param.shape, generator=generator, dtype=torch.float32) / math.sqrt(fan_in))
-
-
 def build_state_dict(seed: int = 0) -> dict:
     """The full checkpoint state dict (model.diffusion_model.*, cond_stage_model.*, first_stage_model.*)."""
     _ensure_comfy()
@@ -99,17 +80,17 @@ def build_state_dict(seed: int = 0) -> dict:
     generator = torch.Generator().manual_seed(seed)
     config = comfy.supported_models.SD15(unet_config())  # adds num_heads 8 (40-channel heads), as on loading
     unet = comfy.model_base.BaseModel(config, device=torch.device("cpu"))
-    _initialise(unet.diffusion_model, generator)
+    seeded_init_(unet.diffusion_model, generator)
     with torch.no_grad():
         unet.diffusion_model.out[2].weight.mul_(0.2)  # SD zero-initialises this layer: keep sampling calm
     unet.diffusion_model.half()
 
     clip = comfy.sd1_clip.SD1ClipModel(device="cpu", dtype=torch.float32)
-    _initialise(clip, generator)
+    seeded_init_(clip, generator)
     clip_sd = {k: v.half() for k, v in clip.state_dict().items()}
 
     taesd = comfy.taesd.taesd.TAESD()
-    _initialise(taesd, generator)
+    seeded_init_(taesd, generator)
     with torch.no_grad():  # random ReLU stacks amplify: bring the decoder's output near the [-1, 1] range
         taesd.taesd_decoder[-1].weight.mul_(0.1)
         taesd.taesd_encoder[-1].weight.mul_(0.5)

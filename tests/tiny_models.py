@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from seeded_init import seeded_init_
 
 
 def _levels_config(channel_mult, context_dim, model_channels):
@@ -33,16 +34,7 @@ def _levels_config(channel_mult, context_dim, model_channels):
 
 def initialise(module: torch.nn.Module, seed: int) -> None:
     """ComfyUI leaves weights uninitialised: fill them from a seeded generator."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in module.named_parameters():
-            if name.endswith("bias"):
-                param.zero_()
-            elif param.ndim == 1:
-                param.fill_(1.0)
-            else:
-                fan_in = param[0].numel()
-                param.copy_(torch.randn(param.shape, generator=generator) / fan_in**0.5)
+    seeded_init_(module, torch.Generator().manual_seed(seed))
 
 
 def tiny_sd15(seed: int = 0, channel_mult=(1, 2, 4), model_channels: int = 32, context_dim: int = 64, prediction: str = "eps"):
