@@ -97,3 +97,49 @@ def resample(correspondence: Correspondence, target_grid: Grid, reference_grid: 
     col = (coords[:, 0] * w).floor().clamp(0, w - 1).long()
     row = (coords[:, 1] * h).floor().clamp(0, h - 1).long()
     return (row * w + col).flatten(1), valid.flatten(1) > 0.5
+
+
+def mirror_tokens(tokens: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """[..., h * w] or [..., h * w, C] values of a grid, mirrored left-right (token order stays row-major)."""
+    h, w = grid
+    columns = torch.arange(h * w, device=tokens.device)
+    mirrored = (columns // w) * w + (w - 1 - columns % w)
+    return tokens[..., mirrored, :] if tokens.ndim == 3 else tokens[..., mirrored]
+
+
+def mirror_aware_match(
+    target: ImageFeatures,
+    reference: ImageFeatures,
+    mirrored_reference: ImageFeatures,
+    mutual: bool = False,
+    target_mask: Optional[torch.Tensor] = None,
+    reference_mask: Optional[torch.Tensor] = None,
+    min_similarity: float = -1.0,
+) -> tuple[Correspondence, torch.Tensor]:
+    """Match against the reference and against its mirror image; per image, keep the orientation whose
+    valid matches are more similar on average. Mirrored matches are mapped back onto the reference's grid.
+
+    Returns (correspondence into the unmirrored reference, flipped [B] bool).
+    """
+    if mirrored_reference.grid != reference.grid:
+        raise ValueError("mirrored_reference_features must come from the mirrored reference image (same size)")
+    mirrored_mask = None if reference_mask is None else mirror_tokens(reference_mask, reference.grid)
+    direct = semantic_match(target, reference, mutual, target_mask, reference_mask, min_similarity)
+    mirror = semantic_match(target, mirrored_reference, mutual, target_mask, mirrored_mask, min_similarity)
+
+    def mean_similarity(corr: Correspondence) -> torch.Tensor:
+        weight = corr.valid.float()
+        return (corr.similarity * weight).sum(1) / weight.sum(1).clamp_min(1)
+
+    flipped = mean_similarity(mirror) > mean_similarity(direct)
+    h, w = reference.grid
+    unmirrored_index = (mirror.index // w) * w + (w - 1 - mirror.index % w)
+    pick = flipped[:, None]
+    chosen = Correspondence(
+        torch.where(pick, unmirrored_index, direct.index),
+        torch.where(pick, mirror.similarity, direct.similarity),
+        torch.where(pick, mirror.valid, direct.valid),
+        target.grid,
+        reference.grid,
+    )
+    return chosen, flipped

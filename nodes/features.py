@@ -11,7 +11,7 @@ import comfy.samplers
 import comfy.utils
 
 from ..core.attention_patch import RecordingPatch
-from ..core.correspondence import ImageFeatures, semantic_match
+from ..core.correspondence import ImageFeatures, mirror_aware_match, semantic_match
 from ..core.features import FeatureRecorder, LayerKey
 from ..core.masks import as_mask_batch, token_mask
 from .api import CATEGORY, Correspondence, Features, Inversion as InversionType, io
@@ -144,17 +144,22 @@ class SemanticMatch(io.ComfyNode):
                 io.Float.Input("min_similarity", default=-1.0, min=-1.0, max=1.0, step=0.01, tooltip="Matches below this cosine similarity are not transferred."),
                 io.Mask.Input("target_mask", optional=True, tooltip="Only these target tokens are matched."),
                 io.Mask.Input("reference_mask", optional=True, tooltip="Only these reference tokens can be chosen."),
+                Features.Input("mirrored_reference_features", optional=True, tooltip="Features of the reference flipped left-right (Image Flip before encoding): each image keeps the orientation that matches better, so a creature facing the other way is matched part to part."),
             ],
             outputs=[Correspondence.Output("correspondence")],
         )
 
     @classmethod
-    def execute(cls, target_features, reference_features, mutual, min_similarity, target_mask=None, reference_mask=None) -> io.NodeOutput:
-        if target_features.tokens.shape[-1] != reference_features.tokens.shape[-1]:
-            raise ValueError(
-                f"target_features ({', '.join(target_features.layers)}) and reference_features "
-                f"({', '.join(reference_features.layers)}) come from different layers: extract both the same way"
-            )
+    def execute(cls, target_features, reference_features, mutual, min_similarity, target_mask=None, reference_mask=None, mirrored_reference_features=None) -> io.NodeOutput:
+        for name, other in (("reference_features", reference_features), ("mirrored_reference_features", mirrored_reference_features)):
+            if other is not None and target_features.tokens.shape[-1] != other.tokens.shape[-1]:
+                raise ValueError(
+                    f"target_features ({', '.join(target_features.layers)}) and {name} "
+                    f"({', '.join(other.layers)}) come from different layers: extract both the same way"
+                )
         t_mask = None if target_mask is None else token_mask(as_mask_batch(target_mask, "target_mask"), target_features.grid)
         r_mask = None if reference_mask is None else token_mask(as_mask_batch(reference_mask, "reference_mask"), reference_features.grid)
-        return io.NodeOutput(semantic_match(target_features, reference_features, mutual, t_mask, r_mask, min_similarity))
+        if mirrored_reference_features is None:
+            return io.NodeOutput(semantic_match(target_features, reference_features, mutual, t_mask, r_mask, min_similarity))
+        corr, _ = mirror_aware_match(target_features, reference_features, mirrored_reference_features, mutual, t_mask, r_mask, min_similarity)
+        return io.NodeOutput(corr)

@@ -68,3 +68,25 @@ def test_empty_reference_mask_is_refused(host):
     matching = host.pack.core.matching
     with pytest.raises(ValueError, match="reference mask is empty"):
         matching.nearest_reference_index(torch.randn(1, 4, 8), torch.randn(1, 4, 8), torch.zeros(1, 4, dtype=torch.bool))
+
+
+def test_mirror_aware_matching_keeps_the_better_orientation_and_maps_back(host):
+    corr_mod, matching = host.pack.core.correspondence, host.pack.core.matching
+    g = torch.Generator().manual_seed(3)
+    grid = (6, 8)
+    features = lambda t: corr_mod.ImageFeatures(t, grid, ("x",), "test")
+    seen = torch.randn(1, 48, 32, generator=g)
+    unrelated = torch.randn(1, 48, 32, generator=g)
+    planted = torch.randperm(48, generator=g)[None]
+    target = features(matching.gather_tokens(seen, planted) + 0.05 * torch.randn(1, 48, 32, generator=g))
+
+    # The reference itself matches: nothing is flipped.
+    corr, flipped = corr_mod.mirror_aware_match(target, features(seen), features(unrelated))
+    assert not bool(flipped[0]) and torch.equal(corr.index, planted)
+
+    # Only the mirror image matches: indices come back on the unmirrored reference's grid.
+    corr, flipped = corr_mod.mirror_aware_match(target, features(unrelated), features(seen))
+    h, w = grid
+    unmirrored = (planted // w) * w + (w - 1 - planted % w)
+    assert bool(flipped[0]) and torch.equal(corr.index, unmirrored)
+    assert torch.equal(corr_mod.mirror_tokens(corr_mod.mirror_tokens(seen, grid), grid), seen)
