@@ -3,7 +3,9 @@
     python scripts/demo.py                                    # smoke run: tiny random checkpoint, synthetic birds
     python scripts/demo.py --ckpt sd15.safetensors --target t.png --reference r.png [--prompt "a photo of a cat"]
 
-Writes output/eye_for_eye_demo.png: target | reference | result, side by side.
+Writes output/eye_for_eye_demo.png (target | reference | result, side by side), then runs
+workflows/correspondence_inspection.api.json on the same inputs and writes its three pictures
+(output/correspondence_matches.png, _warped_reference.png, _confidence.png).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from comfy_host import REPO, base_directory  # noqa: E402
 from run_workflow import image_path, output_images, queue_prompt, start_server, wait_for  # noqa: E402
 
 WORKFLOW = REPO / "workflows" / "eye_for_eye_transfer.api.json"
+INSPECTION = REPO / "workflows" / "correspondence_inspection.api.json"
 OUTPUT = REPO / "output"
 BASE_NAME = "demo-base"
 
@@ -92,14 +95,21 @@ def main() -> None:
     base = base_directory(BASE_NAME)
     ckpt, target, reference = prepare_inputs(base, args)
     prompt = configure(json.loads(WORKFLOW.read_text()), ckpt, target, reference, args.prompt)
+    inspection = configure(json.loads(INSPECTION.read_text()), ckpt, target, reference, args.prompt)
     with start_server(BASE_NAME, extra_args=["--gpu"] if args.ckpt and _has_gpu() else ()) as server:
         print(f"ComfyUI is up at {server.url}; running {WORKFLOW.relative_to(REPO)}")
         history = wait_for(server.url, queue_prompt(server.url, prompt), timeout=args.timeout)
         result = image_path(server.base, output_images(history)[0])
-    out = OUTPUT / "eye_for_eye_demo.png"
-    side_by_side([base / "input" / target, base / "input" / reference, result], out)
-    shutil.copy(result, OUTPUT / "eye_for_eye_result.png")
-    print(f"wrote {out.relative_to(REPO)} (target | reference | result) in {time.perf_counter() - start:.0f} s")
+        out = OUTPUT / "eye_for_eye_demo.png"
+        side_by_side([base / "input" / target, base / "input" / reference, result], out)
+        shutil.copy(result, OUTPUT / "eye_for_eye_result.png")
+        print(f"wrote {out.relative_to(REPO)} (target | reference | result) in {time.perf_counter() - start:.0f} s")
+        history = wait_for(server.url, queue_prompt(server.url, inspection), timeout=args.timeout)
+        for image in output_images(history):
+            if image[2] == "output":  # e4e_matches_00001_.png -> correspondence_matches.png
+                name = "correspondence_" + image[0].removeprefix("e4e_").rsplit("_", 2)[0] + ".png"
+                shutil.copy(image_path(server.base, image), OUTPUT / name)
+        print(f"wrote the inspection pictures output/correspondence_*.png in {time.perf_counter() - start:.0f} s")
 
 
 def _has_gpu() -> bool:
