@@ -57,7 +57,10 @@ def test_metrics_score_a_perfect_and_a_wrong_recolouring():
     good = benchmark.summarise(benchmark.metrics(perfect, t, r))
     bad = benchmark.summarise(benchmark.metrics(swapped, t, r))
     assert good["part_colour_accuracy"] == 1.0 and good["part_delta_e"] < 1.0
-    assert good["silhouette_iou"] > 0.95 and good["background_delta_e"] < 1e-3
+    # the silhouette is read by contrast with the target's background, which a reference colour may resemble
+    assert good["silhouette_iou"] > 0.9 and good["background_delta_e"] < 1e-3
+    same = benchmark.summarise(benchmark.metrics(t.images, t, r))
+    assert same["silhouette_iou"] == 1.0 and same["background_delta_e"] < 1e-3
     assert bad["part_colour_accuracy"] == 0.0 and bad["part_delta_e"] > 10
 
 
