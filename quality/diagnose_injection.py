@@ -6,20 +6,43 @@ guidance, half the skip). If even the oracle stays low, the rearranged features 
 
     python quality/diagnose_injection.py
 """
-import sys, torch, dataclasses
-REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO)); sys.path.insert(0, str(REPO / "scripts"))
-from quality import benchmark as B, creature_model as cm
-from comfy_host import load_host_with_pack
-nodes, _ = load_host_with_pack("quality-base")
-model = cm.load_model_patcher()
-t, r = B.draw_pairs(12, False, 4242)
-base = B.Settings()
-with torch.inference_mode():
-    for name, s in [("published-scaled", base), ("start0-norefresh", dataclasses.replace(base, start=0, refresh_every=0)),
-                    ("start0-norefresh-cfg5", dataclasses.replace(base, start=0, refresh_every=0, cfg=5.0)),
-                    ("skip8-start0-norefresh", dataclasses.replace(base, skip=8, start=0, refresh_every=0, adain_start=29))]:
-        ti, ri = B.invert(nodes, model, t.images, s, 1), B.invert(nodes, model, r.images, s, 2)
-        for m in ("e4e_oracle", "e4e_per_step"):
-            out = B.summarise(B.metrics(B.transfer(nodes, model, m, ti, ri, t, r, s), t, r))
-            print(f"{name:24s} {m:14s} acc {out['part_colour_accuracy']:.3f} dE {out['part_delta_e']:.1f} iou {out['silhouette_iou']:.3f}", flush=True)
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from quality import benchmark as B  # noqa: E402
+from quality import creature_model as cm  # noqa: E402
+
+
+def main() -> None:
+    from comfy_host import load_host_with_pack
+
+    nodes, _ = load_host_with_pack("quality-base")
+    model = cm.load_model_patcher()
+    t, r = B.draw_pairs(12, False, 4242)
+    base = B.Settings()
+    variants = [
+        ("published-scaled", base),
+        ("start0-norefresh", dataclasses.replace(base, start=0, refresh_every=0)),
+        ("start0-norefresh-cfg5", dataclasses.replace(base, start=0, refresh_every=0, cfg=5.0)),
+        ("skip8-start0-norefresh", dataclasses.replace(base, skip=8, start=0, refresh_every=0, adain_start=29)),
+    ]
+    with torch.inference_mode():
+        for name, s in variants:
+            target, reference = B.invert(nodes, model, t.images, s, 1), B.invert(nodes, model, r.images, s, 2)
+            for method in ("e4e_oracle", "e4e_per_step"):
+                out = B.summarise(B.metrics(B.transfer(nodes, model, method, target, reference, t, r, s), t, r))
+                print(f"{name:24s} {method:14s} acc {out['part_colour_accuracy']:.3f} "
+                      f"dE {out['part_delta_e']:.1f} iou {out['silhouette_iou']:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
