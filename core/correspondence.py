@@ -99,11 +99,15 @@ def resample(correspondence: Correspondence, target_grid: Grid, reference_grid: 
     return (row * w + col).flatten(1), valid.flatten(1) > 0.5
 
 
+def mirror_index(index: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """Row-major token indices of a (h, w) grid mapped to the same tokens of the left-right mirrored grid."""
+    w = grid[1]
+    return (index // w) * w + (w - 1 - index % w)
+
+
 def mirror_tokens(tokens: torch.Tensor, grid: Grid) -> torch.Tensor:
     """[..., h * w] or [..., h * w, C] values of a grid, mirrored left-right (token order stays row-major)."""
-    h, w = grid
-    columns = torch.arange(h * w, device=tokens.device)
-    mirrored = (columns // w) * w + (w - 1 - columns % w)
+    mirrored = mirror_index(torch.arange(grid[0] * grid[1], device=tokens.device), grid)
     return tokens[..., mirrored, :] if tokens.ndim == 3 else tokens[..., mirrored]
 
 
@@ -132,8 +136,7 @@ def mirror_aware_match(
         return (corr.similarity * weight).sum(1) / weight.sum(1).clamp_min(1)
 
     flipped = mean_similarity(mirror) > mean_similarity(direct)
-    h, w = reference.grid
-    unmirrored_index = (mirror.index // w) * w + (w - 1 - mirror.index % w)
+    unmirrored_index = mirror_index(mirror.index, reference.grid)
     pick = flipped[:, None]
     chosen = Correspondence(
         torch.where(pick, unmirrored_index, direct.index),

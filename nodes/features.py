@@ -7,15 +7,14 @@ import torch.nn.functional as F
 
 import comfy.model_management
 import comfy.sample
-import comfy.samplers
 import comfy.utils
 
-from ..core.attention_patch import RecordingPatch
 from ..core.correspondence import ImageFeatures, mirror_aware_match, semantic_match
 from ..core.features import FeatureRecorder, LayerKey
 from ..core.masks import as_mask_batch, token_mask
 from .api import CATEGORY, Correspondence, Features, Inversion as InversionType, io
 from .model_info import check_supported, decoder_attention_layers, image_downscale
+from .recording import run_recording
 
 # Token grid as a fraction of the image size.
 RESOLUTIONS = ["1/2", "1/4", "1/8", "1/16", "1/32", "1/64"]
@@ -62,15 +61,9 @@ def features_from_latent(model, positive, latent: dict, timestep: int, ensemble:
     samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
     sigma = float(model.get_model_object("model_sampling").sigma(torch.tensor(float(timestep))))
     recorder = FeatureRecorder(frozenset(layers), comfy.model_management.intermediate_device(), torch.float32)
-    patched = model.clone()
-    patched.set_model_attn1_patch(RecordingPatch(recorder))
-    guider = comfy.samplers.CFGGuider(patched)
-    guider.set_conds(positive, positive)
-    guider.set_cfg(1.0)  # conditional branch only, as DIFT
-    sampler = comfy.samplers.KSAMPLER(
-        _ensemble_sampler, extra_options={"sigma": sigma, "ensemble": ensemble, "seed": seed, "recorder": recorder}
-    )
-    guider.sample(torch.zeros_like(samples), samples, sampler, torch.tensor([sigma, 0.0]), disable_pbar=True, seed=seed)
+    # cfg 1: the conditional branch only, as DIFT
+    run_recording(model, recorder, positive, positive, 1.0, samples, torch.tensor([sigma, 0.0]), _ensemble_sampler, seed,
+                  sigma=sigma, ensemble=ensemble)
     bank = recorder.bank(0, ensemble - 1)
     tokens = _normalised_concat([bank.features[layer].float().mean(dim=0) for layer in layers])
     return ImageFeatures(tokens, bank.grids[layers[0]], tuple(map(layer_name, layers)), f"t={timestep}, ensemble {ensemble}")

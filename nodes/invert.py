@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import math
 
-import torch
-
 import comfy.model_management
 import comfy.sample
 import comfy.samplers
 import comfy.utils
 
-from ..core.attention_patch import RecordingPatch
 from ..core.ddpm import invert
 from ..core.features import FeatureRecorder
 from ..core.inversion import Inversion
 from .api import CATEGORY, Inversion as InversionType, io
 from .model_info import check_supported, finest_decoder_layers, image_downscale, model_family
+from .recording import run_recording
 
 
 def _inversion_sampler(model, x0, sigmas, extra_args, callback, disable, *, skip, seed, recorder, out):
@@ -51,17 +49,8 @@ def invert_latent(model, positive, negative, latent: dict, steps: int, skip: int
 
     storage = comfy.model_management.intermediate_device()
     recorder = FeatureRecorder(frozenset(finest_decoder_layers(model)), storage)
-    recording_model = model.clone()
-    recording_model.set_model_attn1_patch(RecordingPatch(recorder))
-
-    guider = comfy.samplers.CFGGuider(recording_model)
-    guider.set_conds(positive, negative)
-    guider.set_cfg(cfg)
     out: dict = {}
-    sampler = comfy.samplers.KSAMPLER(
-        _inversion_sampler, extra_options={"skip": skip, "seed": seed, "recorder": recorder, "out": out}
-    )
-    guider.sample(torch.zeros_like(samples), samples, sampler, sigmas, disable_pbar=True, seed=seed)
+    run_recording(model, recorder, positive, negative, cfg, samples, sigmas, _inversion_sampler, seed, skip=skip, out=out)
 
     result = out["result"]
     max_sigma = float(sampling.sigma_max)
