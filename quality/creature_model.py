@@ -6,8 +6,9 @@ tests/assets/creatures_unet.safetensors (fp16 weights of `model.diffusion_model`
 names without prefix) + tests/assets/creatures_unet.json (training record).
 
 "Latent" space = pixel space, rearranged losslessly: a 64x64 RGB image in 0..1 is scaled to
-[-1, 1] and space-to-depth'ed (pixel_unshuffle by 2) to [12, 32, 32]; `decode` is the exact
-inverse. The latent format has 12 channels and scale_factor 1.0.
+[-1, 1] and space-to-depth'ed (pixel_unshuffle by 4) to [48, 16, 16]; `decode` is the exact
+inverse. The latent format has 48 channels and scale_factor 1.0. A latent cell is 4x4 pixels, so the
+finest token grid (16x16) plays the part of SD1.5's 64x64 latent grid.
 
 Noise schedule: DDPM linear betas linspace(1e-4, 0.02, 1000). NOTE: ComfyUI's
 beta_schedule "linear" is NOT this (it is linspace(sqrt(1e-4), sqrt(0.02))**2, the SD
@@ -19,12 +20,13 @@ Conditioning: the model is unconditional; its cross-attention sees a constant al
 (`empty_conditioning()`), for positive and negative alike.
 
     patcher = load_model_patcher("tests/assets/creatures_unet.safetensors")   # after ComfyUI is booted
-    latent = {"samples": encode(images)}                                     # [B,12,32,32]
+    latent = {"samples": encode(images)}                                     # [B,48,16,16]
     images = decode_images(samples)                                          # 0..1, clamped
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -34,8 +36,9 @@ REPO = Path(__file__).resolve().parent.parent
 ASSET = REPO / "tests" / "assets" / "creatures_unet.safetensors"
 
 IMAGE_SIZE = 64
-LATENT_CHANNELS = 12
-LATENT_SIZE = 32
+DOWNSCALE = 4  # image pixels per latent cell (SD's VAEs: 8)
+LATENT_CHANNELS = 3 * DOWNSCALE * DOWNSCALE
+LATENT_SIZE = IMAGE_SIZE // DOWNSCALE
 CONTEXT_DIM = 8
 NUM_TIMESTEPS = 1000
 LINEAR_START = 1e-4
@@ -43,23 +46,26 @@ LINEAR_END = 2e-2
 # ComfyUI's "sqrt_linear" == betas linspace(linear_start, linear_end) (plain DDPM linear).
 SAMPLING_SETTINGS = {"beta_schedule": "sqrt_linear", "linear_start": LINEAR_START, "linear_end": LINEAR_END}
 
-# UNetModel keyword arguments (ComfyUI's form, as comfy.model_detection would produce them).
-# Levels: 32x32 (32 ch, no attention), 16x16 (96 ch, 2 res blocks + attention), 8x8 (128 ch + attention).
+# UNetModel keyword arguments (ComfyUI's form, as comfy.model_detection would produce them), laid out
+# like SD1.5 where the transfer acts: self-attention at every level but the coarsest, and an SD
+# transformer block (self-attention, cross-attention to the empty context, feed-forward) after every
+# res block there, three at the finest decoder level as in SD1.5.
+# Levels: 16x16 tokens (64 ch, 2 res blocks + attention), 8x8 (128 ch, 2 res blocks + attention),
+# 4x4 (128 ch, 1 res block, no attention); middle: res, attention, res at 4x4.
+# Input blocks:  0 conv_in | 1,2 res+attn@16 | 3 down | 4,5 res+attn@8 | 6 down | 7 res@4
+# Output blocks: 0,1 res@4 (1 upsamples) | 2,3,4 res+attn@8 (4 upsamples) | 5,6,7 res+attn@16
 # (UNetModel's final conv takes model_channels inputs, so channel_mult must start at 1; GroupNorm(32)
 # needs every width, and every decoder concat width, to be a multiple of 32.)
-# Input blocks:  0 conv_in | 1 res@32 | 2 down | 3,4 res+attn@16 | 5 down | 6 res+attn@8
-# Middle: res, attn@8, res
-# Output blocks: 0,1 res+attn@8 (1 ends with upsample) | 2,3,4 res+attn@16 (4 upsamples) | 5,6 res@32
 UNET_CONFIG = {
     "use_checkpoint": False,
     "image_size": LATENT_SIZE,
     "in_channels": LATENT_CHANNELS,
     "out_channels": LATENT_CHANNELS,
-    "model_channels": 32,
-    "num_res_blocks": [1, 2, 1],
-    "channel_mult": [1, 3, 4],
-    "transformer_depth": [0, 1, 1, 1],  # one entry per input res block, in order
-    "transformer_depth_output": [0, 0, 1, 1, 1, 1, 1],  # per output block, level 0 first (UNetModel pops from the end)
+    "model_channels": 64,
+    "num_res_blocks": [2, 2, 1],
+    "channel_mult": [1, 2, 2],
+    "transformer_depth": [1, 1, 1, 1, 0],  # one entry per input res block, in order
+    "transformer_depth_output": [1, 1, 1, 1, 1, 1, 0, 0],  # per output block, level 0 first (UNetModel pops from the end)
     "transformer_depth_middle": 1,
     "use_spatial_transformer": True,
     "legacy": False,
@@ -67,25 +73,35 @@ UNET_CONFIG = {
     "use_linear_in_transformer": False,
     "context_dim": CONTEXT_DIM,
     "num_heads": -1,
-    "num_head_channels": 16,
+    "num_head_channels": 32,
     "use_temporal_attention": False,
     "use_temporal_resblock": False,
     "dtype": torch.float32,
 }
-# Decoder self-attention layers: extra_options["block"] of the attn1 patch -> grid side.
-DECODER_ATTENTION = {("output", 0): 8, ("output", 1): 8, ("output", 2): 16, ("output", 3): 16, ("output", 4): 16}
-ENCODER_ATTENTION = {("input", 3): 16, ("input", 4): 16, ("input", 6): 8}
-MIDDLE_ATTENTION = {("middle", 0): 8}
+# Probe candidates (quality/probe_layouts.py): same latent and widths, attention placed differently.
+LAYOUTS = {
+    "sd-like": UNET_CONFIG,
+    # no self-attention at the finest level (the earlier creature model's choice): 8x8 and 4x4 only
+    "coarse-attention": {**UNET_CONFIG, "transformer_depth": [0, 0, 1, 1, 1],
+                         "transformer_depth_output": [0, 0, 0, 1, 1, 1, 1, 1]},
+    # one res block per level: two transformer blocks at the finest decoder level instead of three
+    "sd-like-shallow": {**UNET_CONFIG, "num_res_blocks": [1, 1, 1], "transformer_depth": [1, 1, 0],
+                        "transformer_depth_output": [1, 1, 1, 1, 0, 0]},
+}
+# Decoder self-attention layers of the default layout: extra_options["block"] of the attn1 patch -> grid side.
+DECODER_ATTENTION = {("output", 2): 8, ("output", 3): 8, ("output", 4): 8, ("output", 5): 16, ("output", 6): 16, ("output", 7): 16}
+ENCODER_ATTENTION = {("input", 1): 16, ("input", 2): 16, ("input", 4): 8, ("input", 5): 8}
+MIDDLE_ATTENTION = {("middle", 0): 4}
 
 
 def encode(images: torch.Tensor) -> torch.Tensor:
-    """[B,3,64,64] in 0..1 -> [B,12,32,32] in [-1,1] (lossless space-to-depth)."""
-    return F.pixel_unshuffle(images * 2.0 - 1.0, 2)
+    """[B,3,64,64] in 0..1 -> [B,48,16,16] in [-1,1] (lossless space-to-depth)."""
+    return F.pixel_unshuffle(images * 2.0 - 1.0, DOWNSCALE)
 
 
 def decode(latents: torch.Tensor) -> torch.Tensor:
-    """Exact inverse of `encode` (no clamping): [B,12,32,32] -> [B,3,64,64]."""
-    return (F.pixel_shuffle(latents, 2) + 1.0) * 0.5
+    """Exact inverse of `encode` (no clamping): [B,48,16,16] -> [B,3,64,64]."""
+    return (F.pixel_shuffle(latents, DOWNSCALE) + 1.0) * 0.5
 
 
 def decode_images(latents: torch.Tensor) -> torch.Tensor:
@@ -116,10 +132,9 @@ def _classes():
     class CreatureLatent(comfy.latent_formats.LatentFormat):
         latent_channels = LATENT_CHANNELS
         scale_factor = 1.0
-        spacial_downscale_ratio = 2  # image pixels per latent cell (SD's VAEs: 8)
+        spacial_downscale_ratio = DOWNSCALE
 
     class CreatureModel(comfy.supported_models_base.BASE):
-        unet_config = dict(UNET_CONFIG)
         unet_extra_config = {}
         latent_format = CreatureLatent
         sampling_settings = dict(SAMPLING_SETTINGS)
@@ -129,12 +144,21 @@ def _classes():
     return CreatureModel
 
 
-def build_base_model(device=None):
-    """A comfy.model_base.BaseModel (EPS) with this UNet, weights uninitialised."""
+def build_base_model(device=None, unet_config: dict | None = None):
+    """A comfy.model_base.BaseModel (EPS) with this UNet (default: UNET_CONFIG), weights uninitialised."""
     import comfy.model_base
 
-    config = _classes()(UNET_CONFIG)
+    config = _classes()(dict(unet_config or UNET_CONFIG))
     return comfy.model_base.BaseModel(config, model_type=comfy.model_base.ModelType.EPS, device=device or torch.device("cpu"))
+
+
+def asset_unet_config(asset_path=ASSET) -> dict:
+    """The UNet config recorded beside an asset (its .json), else UNET_CONFIG."""
+    record = Path(asset_path).with_suffix(".json")
+    if not record.is_file():
+        return dict(UNET_CONFIG)
+    config = json.loads(record.read_text())["unet_config"]
+    return {**config, "dtype": torch.float32}
 
 
 def load_model_patcher(asset_path=ASSET):
@@ -143,7 +167,7 @@ def load_model_patcher(asset_path=ASSET):
     import comfy.model_patcher
     import safetensors.torch
 
-    model = build_base_model(torch.device("cpu"))
+    model = build_base_model(torch.device("cpu"), asset_unet_config(asset_path))
     state = safetensors.torch.load_file(str(asset_path))
     state = {k: v.float() for k, v in state.items()}
     model.diffusion_model.load_state_dict(state, strict=True)

@@ -8,7 +8,7 @@ occludes an earlier one, so the visible part masks never overlap):
     head  - a circle in front of the body
     wing  - a small ellipse on top of the body
 
-Each creature gets a random global position, scale (x0.75..x1.25), horizontal flip
+Each creature gets a random global position, scale (x0.85..x1.2), horizontal flip
 (canonical creature faces right: head on the right), rotation (+-15 degrees), an independent
 colour per part and a plain background colour; all five colours are at least
 `MIN_COLOUR_DISTANCE` apart (Euclidean RGB distance in 0..1 units) whenever rejection sampling
@@ -32,17 +32,18 @@ import torch
 
 PART_NAMES = ("tail", "body", "head", "wing")
 IMAGE_SIZE = 64
-SCALE_RANGE = (0.75, 1.25)
+SCALE_RANGE = (0.85, 1.2)
 MAX_ROTATION_DEG = 15.0
 MIN_COLOUR_DISTANCE = 0.35
 
 # Canonical layout, in pixels at scale 1, creature facing right (+x), y pointing down, origin at
-# the body centre. LAYOUT_SCALE shrinks it so the creature (about 34 x 15 px at scale 1) can move
-# around the canvas: same-pixel-position matching should not explain correspondences.
-LAYOUT_SCALE = 0.8
+# the body centre. At scale 1 the creature is about 43 x 19 px, so that every part covers several
+# 4x4-pixel tokens of the creature model's finest grid even at the smallest scale (head >= 6, wing
+# >= 7 tokens), while leaving room to move around the canvas.
+LAYOUT_SCALE = 1.0
 BODY = dict(cx=0.0, cy=0.0, ax=12.0 * LAYOUT_SCALE, ay=7.0 * LAYOUT_SCALE)
-HEAD = dict(cx=14.0 * LAYOUT_SCALE, cy=-4.0 * LAYOUT_SCALE, r=6.0 * LAYOUT_SCALE)
-WING = dict(cx=-2.0 * LAYOUT_SCALE, cy=-7.0 * LAYOUT_SCALE, ax=6.0 * LAYOUT_SCALE, ay=3.5 * LAYOUT_SCALE)
+HEAD = dict(cx=14.0 * LAYOUT_SCALE, cy=-4.0 * LAYOUT_SCALE, r=6.5 * LAYOUT_SCALE)
+WING = dict(cx=-2.0 * LAYOUT_SCALE, cy=-7.0 * LAYOUT_SCALE, ax=8.0 * LAYOUT_SCALE, ay=5.0 * LAYOUT_SCALE)
 TAIL = tuple((x * LAYOUT_SCALE, y * LAYOUT_SCALE) for x, y in ((-8.0, 0.0), (-22.0, -8.0), (-21.0, 6.0)))
 # The layout's middle (centre of its bounding box) and the radius of a circle around it holding
 # every part, + 1 px margin: placement keeps the whole creature inside the image.

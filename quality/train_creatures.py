@@ -66,7 +66,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-minutes", type=float, default=55.0,
                    help="safety cap: stop (and save) once this much wall time has passed")
-    p.add_argument("--no-bf16", action="store_true", help="train in float32 (about 2x slower on the CPU)")
+    p.add_argument("--layout", choices=sorted(cm.LAYOUTS), default="sd-like",
+                   help="UNet layout (quality.creature_model.LAYOUTS; the shipped asset uses sd-like)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (slower than float32 on CPUs without native bf16)")
     return p.parse_args(argv)
 
 
@@ -113,7 +115,8 @@ def main(argv=None) -> None:
     from comfy_host import base_directory, boot_in_process
 
     boot_in_process(base_directory("train-base"))
-    unet = cm.build_base_model(torch.device("cpu")).diffusion_model
+    unet_config = cm.LAYOUTS[args.layout]
+    unet = cm.build_base_model(torch.device("cpu"), unet_config).diffusion_model
     unet.float().train()
     initialise(unet, args.seed)
     params = sum(p.numel() for p in unet.parameters())
@@ -127,16 +130,18 @@ def main(argv=None) -> None:
     data_gen = torch.Generator().manual_seed(args.seed * 1_000_003 + 1)
     noise_gen = torch.Generator().manual_seed(args.seed * 1_000_003 + 2)
     context = cm.empty_context(args.batch)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.no_bf16)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
 
     def record(step, final_loss, wall):
-        config = {k: (str(v) if isinstance(v, torch.dtype) else v) for k, v in cm.UNET_CONFIG.items()}
+        config = {k: (str(v) if isinstance(v, torch.dtype) else v) for k, v in unet_config.items()}
         return {
             "model": "eye-for-an-eye creatures UNet (ComfyUI UNetModel, unconditional, eps prediction)",
             "unet_config": config,
             "context_dim": cm.CONTEXT_DIM,
             "conditioning": "[[torch.zeros(1, 1, context_dim), {}]]",
-            "latent": "pixel_unshuffle(image*2-1, 2): [3,64,64] 0..1 -> [12,32,32]; scale_factor 1.0",
+            "layout": args.layout,
+            "latent": f"pixel_unshuffle(image*2-1, {cm.DOWNSCALE}): [3,64,64] 0..1 -> "
+                      f"[{cm.LATENT_CHANNELS},{cm.LATENT_SIZE},{cm.LATENT_SIZE}]; scale_factor 1.0",
             "schedule": {"betas": "linspace(1e-4, 0.02, 1000)", "comfyui_sampling_settings": cm.SAMPLING_SETTINGS},
             "parameters": params,
             "seed": args.seed,
@@ -149,7 +154,7 @@ def main(argv=None) -> None:
             "warmup": args.warmup,
             "final_lr_fraction": args.final_lr_fraction,
             "ema": args.ema,
-            "bf16_autocast": not args.no_bf16,
+            "bf16_autocast": args.bf16,
             "threads": args.threads,
             "wall_time_s": round(wall, 1),
             "final_loss": final_loss,
