@@ -10,6 +10,12 @@ extra_options["block_index"]), averages the features over 4 noise draws and scor
 neighbour part matching with quality.pck.pck.
 
     python quality/eval_features.py [--asset PATH] [--pairs 300] [--seed 12345] [--t 250] [--draws 4]
+    python quality/eval_features.py --per-step        # the rearranged layers at the benchmark's generation steps
+
+--per-step scores the decoder layers the transfer rearranges (the two finest decoder grids) with the
+features per-step matching sees: one noise draw (edit-friendly inversion draws each step's latent
+independently, x_t = x0 + sigma_t eps) at the timesteps of the benchmark's generation steps 0, 5, 10,
+20 and 30 (50 ddim_uniform steps, skip 16).
 
 Also prints ComfyUI's alphas_cumprod against the training schedule (a check on
 creature_model.SAMPLING_SETTINGS), the same-position baseline and, with --mirror, the bottleneck
@@ -74,6 +80,7 @@ def main(argv=None):
     p.add_argument("--t", type=int, default=250)
     p.add_argument("--draws", type=int, default=4)
     p.add_argument("--mirror", action="store_true", help="also match against the mirrored reference")
+    p.add_argument("--per-step", action="store_true", help="PCK of the rearranged layers at the benchmark's generation steps")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -96,6 +103,9 @@ def main(argv=None):
     targets = draw_creatures(n, g, flip=target_flip)
     references = draw_creatures(n, g, flip=torch.where(same, target_flip, ~target_flip))
     noise = torch.Generator().manual_seed(args.seed + 1)
+    if args.per_step:
+        per_step_table(patcher, targets, references, same, noise)
+        return
     start = time.time()
     tf = capture_features(patcher, targets.images, args.t, args.draws, noise)
     rf = capture_features(patcher, references.images, args.t, args.draws, noise)
@@ -140,6 +150,27 @@ def main(argv=None):
             right = (use_mirror == ~same).float().mean().item()
             line(f"{key[0]} {key[1]} +mirror", r)
             print(f"{'':28s} orientation picked right for {right:.2f} of pairs")
+
+
+# Generation steps of the benchmark's schedule (50 ddim_uniform steps, skip 16) and their timesteps.
+GENERATION_STEP_TIMESTEPS = {0: 661, 5: 561, 10: 461, 20: 261, 30: 61}
+
+
+def per_step_table(patcher, targets, references, same, noise) -> None:
+    """PCK@0.1 (same / opposite orientation) of every rearranged decoder layer at a few generation steps."""
+    rows: dict = {}
+    for step, t in GENERATION_STEP_TIMESTEPS.items():
+        tf = capture_features(patcher, targets.images, t, 1, noise)
+        rf = capture_features(patcher, references.images, t, 1, noise)
+        for key in sorted(k for k in tf if k[0] == "output"):
+            side = int(round(tf[key].shape[1] ** 0.5))
+            c = pck(targets.centres, references.centres, tf[key], rf[key], (side, side),
+                    reference_masks=references.part_masks)["correct"].float()
+            rows.setdefault((key, side), []).append(f"{c[same].mean():.2f}/{c[~same].mean():.2f}")
+    print("PCK@0.1 same/opposite orientation, one noise draw, per generation step (timestep):")
+    print(f"{'layer':22s} " + " ".join(f"{f'step {s} (t={t})':>16s}" for s, t in GENERATION_STEP_TIMESTEPS.items()))
+    for (key, side), cells in rows.items():
+        print(f"{f'{key[0]}.{key[1]}.{key[2]} ({side}x{side})':22s} " + " ".join(f"{c:>16s}" for c in cells))
 
 
 if __name__ == "__main__":

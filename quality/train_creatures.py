@@ -62,6 +62,10 @@ def parse_args(argv=None):
     p.add_argument("--final-lr-fraction", type=float, default=0.25)
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--save-every", type=int, default=500)
+    p.add_argument("--snapshot-at", type=int, nargs="*", default=[],
+                   help="also keep the EMA weights at these steps (beside --out, suffixed .stepN), for probes")
+    p.add_argument("--stop-after", type=int, default=0,
+                   help="stop (and save) after this many steps of the --steps schedule: the start of a full run, for probes")
     p.add_argument("--log-every", type=int, default=100)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-minutes", type=float, default=55.0,
@@ -197,7 +201,10 @@ def main(argv=None) -> None:
                   flush=True)
             if done % args.log_every == 0:
                 window = []
-        out_of_time = time.time() - start > args.max_minutes * 60
+        if done in args.snapshot_at:
+            snapshot = args.out.with_name(f"{args.out.stem}.step{done}{args.out.suffix}")
+            save(ema, snapshot, record(done, sum(window) / max(1, len(window)), time.time() - start))
+        out_of_time = time.time() - start > args.max_minutes * 60 or done == args.stop_after
         if done % args.save_every == 0 or done == args.steps or out_of_time:
             if out_of_time and window:
                 last_loss = sum(window) / len(window)

@@ -36,12 +36,20 @@ def base_directory(name: str = "base") -> Path:
     return base
 
 
-def link_pack(base: Path, name: str = "eye_for_eye") -> Path:
-    """Make the pack visible in base/custom_nodes as a symlink to this repository."""
+DEMO_PACK = REPO / "quality"  # the demo-only creature-model nodes, a pack of their own
+
+
+def link_pack(base: Path, name: str = "eye_for_eye", target: Path = REPO) -> Path:
+    """Make a pack visible in base/custom_nodes as a symlink (default: this repository, the user pack)."""
     link = base / "custom_nodes" / name
     if not link.exists():
-        link.symlink_to(REPO, target_is_directory=True)
+        link.symlink_to(target, target_is_directory=True)
     return link
+
+
+def link_demo_pack(base: Path) -> Path:
+    """Also load quality/ as a pack: the creature-model demo nodes (never part of a user install)."""
+    return link_pack(base, "eye_for_eye_creature_demo", DEMO_PACK)
 
 
 def host_args(base: Path, cpu: bool) -> list[str]:

@@ -1,11 +1,13 @@
-"""`make demo`: run workflows/eye_for_eye_transfer.api.json in a headless ComfyUI server.
+"""`make demo`: an appearance transfer in a headless ComfyUI server, then pictures of its correspondence.
 
-    python scripts/demo.py                                    # smoke run: tiny random checkpoint, synthetic birds
+    python scripts/demo.py                                    # the creature model shipped in tests/assets
     python scripts/demo.py --ckpt sd15.safetensors --target t.png --reference r.png [--prompt "a photo of a cat"]
 
-Writes output/eye_for_eye_demo.png (target | reference | result, side by side), then runs
-workflows/correspondence_inspection.api.json on the same inputs and writes its three pictures
-(output/correspondence_matches.png, _warped_reference.png, _confidence.png).
+Without a checkpoint it runs a transfer between two creatures on the tiny creature model trained
+here (quality/demo_graph.py: the pack's nodes plus demo-only loader nodes for that model). With one,
+it runs workflows/eye_for_eye_transfer.api.json and workflows/correspondence_inspection.api.json.
+Writes output/eye_for_eye_demo.png (target | reference | result, side by side) and the inspection
+pictures output/correspondence_matches.png, _warped_reference.png, _confidence.png.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from comfy_host import REPO, base_directory  # noqa: E402
 from run_workflow import image_path, output_images, queue_prompt, start_server, wait_for  # noqa: E402
 
@@ -47,14 +50,6 @@ def configure(prompt: dict, ckpt: str, target: str, reference: str, prompt_text:
 
 def prepare_inputs(base: Path, args) -> tuple[str, str, str]:
     checkpoints, inputs = base / "models" / "checkpoints", base / "input"
-    if args.ckpt is None:
-        from tiny_checkpoint import CHECKPOINT_NAME, write_demo_images, write_tiny_sd15_checkpoint
-
-        print("SMOKE RUN: no CKPT given, so this runs a seeded tiny random-weight SD1.5-format checkpoint on two "
-              "synthetic 64x64 images. It proves the graph runs end to end in a real ComfyUI; its pixels mean nothing.")
-        write_tiny_sd15_checkpoint(checkpoints / CHECKPOINT_NAME)
-        target, reference, _, _ = write_demo_images(inputs)
-        return CHECKPOINT_NAME, target, reference
     if args.target is None or args.reference is None:
         raise SystemExit("with CKPT, also give TARGET=image and REFERENCE=image")
     ckpt = Path(args.ckpt).resolve()
@@ -65,6 +60,22 @@ def prepare_inputs(base: Path, args) -> tuple[str, str, str]:
     for image in (args.target, args.reference):
         shutil.copy(image, inputs / Path(image).name)
     return ckpt.name, Path(args.target).name, Path(args.reference).name
+
+
+def prompts(base: Path, args) -> tuple[dict, dict, list[Path]]:
+    """(transfer prompt, inspection prompt, [target, reference] input paths) for this run."""
+    if args.ckpt is None:
+        from quality.demo_graph import inspection_prompt, transfer_prompt, write_creature_inputs
+
+        print("No CKPT: transferring between two creatures on the tiny creature model shipped in tests/assets "
+              "(trained here; see README 'Quality'). Give CKPT=... TARGET=... REFERENCE=... for Stable Diffusion.")
+        names = write_creature_inputs(base / "input")
+        inputs = [base / "input" / names["target"], base / "input" / names["reference"]]
+        return transfer_prompt(names), inspection_prompt(names), inputs
+    ckpt, target, reference = prepare_inputs(base, args)
+    transfer = configure(json.loads(WORKFLOW.read_text()), ckpt, target, reference, args.prompt)
+    inspection = configure(json.loads(INSPECTION.read_text()), ckpt, target, reference, args.prompt)
+    return transfer, inspection, [base / "input" / target, base / "input" / reference]
 
 
 def side_by_side(paths: list[Path], out: Path, height: int = 256) -> None:
@@ -83,7 +94,7 @@ def side_by_side(paths: list[Path], out: Path, height: int = 256) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", help="an SD1.5 checkpoint (.safetensors); omit for the smoke run")
+    parser.add_argument("--ckpt", help="an SD1.5 checkpoint (.safetensors); omit for the creature-model demo")
     parser.add_argument("--target", help="structure image")
     parser.add_argument("--reference", help="appearance image")
     parser.add_argument("--prompt", help='e.g. "a photo of a cat" (default: the workflow\'s "a photo of a bird")')
@@ -93,15 +104,14 @@ def main() -> None:
 
     start = time.perf_counter()
     base = base_directory(BASE_NAME)
-    ckpt, target, reference = prepare_inputs(base, args)
-    prompt = configure(json.loads(WORKFLOW.read_text()), ckpt, target, reference, args.prompt)
-    inspection = configure(json.loads(INSPECTION.read_text()), ckpt, target, reference, args.prompt)
-    with start_server(BASE_NAME, extra_args=["--gpu"] if args.ckpt and _has_gpu() else ()) as server:
-        print(f"ComfyUI is up at {server.url}; running {WORKFLOW.relative_to(REPO)}")
+    prompt, inspection, inputs = prompts(base, args)
+    extra_args = ["--gpu"] if args.ckpt and _has_gpu() else []
+    with start_server(BASE_NAME, extra_args=extra_args + ([] if args.ckpt else ["--demo-nodes"])) as server:
+        print(f"ComfyUI is up at {server.url}; running the transfer")
         history = wait_for(server.url, queue_prompt(server.url, prompt), timeout=args.timeout)
         result = image_path(server.base, output_images(history)[0])
         out = OUTPUT / "eye_for_eye_demo.png"
-        side_by_side([base / "input" / target, base / "input" / reference, result], out)
+        side_by_side(inputs + [result], out)
         shutil.copy(result, OUTPUT / "eye_for_eye_result.png")
         print(f"wrote {out.relative_to(REPO)} (target | reference | result) in {time.perf_counter() - start:.0f} s")
         history = wait_for(server.url, queue_prompt(server.url, inspection), timeout=args.timeout)
