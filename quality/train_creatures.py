@@ -203,7 +203,7 @@ def main(argv=None) -> None:
                 window = []
         if done in args.snapshot_at:
             snapshot = args.out.with_name(f"{args.out.stem}.step{done}{args.out.suffix}")
-            save(ema, snapshot, record(done, sum(window) / max(1, len(window)), time.time() - start))
+            save(ema, snapshot, record(done, last_loss, time.time() - start))
         out_of_time = time.time() - start > args.max_minutes * 60 or done == args.stop_after
         if done % args.save_every == 0 or done == args.steps or out_of_time:
             if out_of_time and window:

@@ -1,0 +1,106 @@
+"""How far does one rearrangement move the model's clean estimate towards the reference? (about a minute)
+
+For held-out same-orientation pairs, noise target and reference to one timestep (one draw each, as
+edit-friendly inversion does), record the reference's self-attention inputs, then run the target with
+those features moved into its layout by the ground-truth correspondence (perfect matching) at a chosen
+set of self-attention layers. Reports, per part, how far the clean estimate's mean colour moved from
+its unpatched value towards the reference part's colour: 0 = not at all, 1 = all the way (projection
+on the target->reference colour difference). The transfer's final colour change is roughly a weighted
+average of this over the rearranged steps, times the guidance scale.
+
+    python quality/injection_strength.py [--pairs 12] [--timesteps 661 561 461 261]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from quality import benchmark as B  # noqa: E402
+from quality import creature_model as cm  # noqa: E402
+
+LAYER_SETS = {
+    "decoder (the method)": lambda block: block[0] == "output",
+    "decoder + middle": lambda block: block[0] in ("output", "middle"),
+    "every self-attention": lambda block: True,
+}
+
+
+def clean_estimate(patcher, x, sigma, patch=None):
+    model = patcher.clone()
+    if patch is not None:
+        model.set_model_attn1_patch(patch)
+    b = x.shape[0]
+    with torch.no_grad():
+        eps = model.model.apply_model(x, sigma.expand(b), c_crossattn=cm.empty_context(b),
+                                      transformer_options=dict(model.model_options["transformer_options"]))
+    return eps  # apply_model returns the denoised latent in ComfyUI's convention
+
+
+def part_colours(latent, masks):
+    images = cm.decode(latent)  # [B, 3, H, W]
+    m = masks.float()  # [B, 4, H, W]
+    return torch.einsum("bchw,bphw->bpc", images, m) / m.sum((2, 3)).clamp_min(1)[..., None]
+
+
+def strength(patcher, t, r, timestep: int, chosen, generator) -> float:
+    sigma = patcher.model.model_sampling.sigma(torch.tensor(float(timestep)))
+    xt = cm.encode(t.images) + sigma * torch.randn(cm.encode(t.images).shape, generator=generator)
+    xr = cm.encode(r.images) + sigma * torch.randn(xt.shape, generator=generator)
+    recorded = {}
+
+    def record(n, context, value, extra):
+        if chosen(extra["block"]):
+            recorded[(extra["block"], extra["block_index"])] = n.clone()
+        return n, context, value
+
+    clean_estimate(patcher, xr, sigma, record)
+    index_by_grid = {}
+
+    def rearrange(n, context, value, extra):
+        key = (extra["block"], extra["block_index"])
+        if key not in recorded:
+            return n, context, value
+        h, w = int(extra["activations_shape"][2]), int(extra["activations_shape"][3])
+        if (h, w) not in index_by_grid:
+            corr = B.ground_truth_correspondence(t, r, (h, w))
+            index_by_grid[(h, w)] = (corr.index, corr.valid)
+        index, valid = index_by_grid[(h, w)]
+        moved = torch.gather(recorded[key], 1, index[..., None].expand(-1, -1, n.shape[-1]))
+        new = torch.where(valid[..., None], moved, n)
+        return new, new, new
+
+    plain = part_colours(clean_estimate(patcher, xt, sigma), t.part_masks)
+    patched = part_colours(clean_estimate(patcher, xt, sigma, rearrange), t.part_masks)
+    wanted = r.part_colours - plain
+    moved = ((patched - plain) * wanted).sum(-1) / (wanted * wanted).sum(-1).clamp_min(1e-6)
+    return float(moved.median())
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--asset", type=Path, default=cm.ASSET)
+    parser.add_argument("--pairs", type=int, default=12)
+    parser.add_argument("--timesteps", type=int, nargs="+", default=[661, 561, 461, 261])
+    args = parser.parse_args(argv)
+    from comfy_host import base_directory, boot_in_process
+
+    boot_in_process(base_directory("eval-base"))
+    patcher = cm.load_model_patcher(args.asset)
+    t, r = B.draw_pairs(args.pairs, False, 4242)
+    print(f"median fraction of the way to the reference part colour, {args.pairs} pairs, ground-truth correspondence")
+    print(f"{'layers':24s} " + " ".join(f"{f't={ts}':>7s}" for ts in args.timesteps))
+    for name, chosen in LAYER_SETS.items():
+        cells = [strength(patcher, t, r, ts, chosen, torch.Generator().manual_seed(ts)) for ts in args.timesteps]
+        print(f"{name:24s} " + " ".join(f"{c:7.2f}" for c in cells), flush=True)
+
+
+if __name__ == "__main__":
+    main()
