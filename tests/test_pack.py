@@ -68,3 +68,27 @@ def test_every_input_and_output_explains_itself(host):
         if not info["description"].strip():
             missing.append(f"{node_id}: no description")
     assert not missing, "\n".join(missing)
+
+
+def test_pyproject_is_registry_ready_as_the_hosts_own_parser_reads_it(host):
+    """[project.urls], [tool.comfy] publisher, display name, icon and requires-comfyui; an MIT LICENSE file."""
+    import tomllib
+
+    from comfy_config import config_parser
+
+    config = config_parser.extract_node_configuration(str(REPO))
+    assert config is not None and config.project.name and config.project.version.count(".") == 2
+    assert config.project.urls.repository.startswith("https://")
+    comfy = config.tool_comfy
+    assert comfy.publisher_id and comfy.display_name and comfy.icon.startswith("https://")
+    raw = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert raw["tool"]["comfy"]["requires-comfyui"].startswith(">=")
+    assert raw["project"]["license"] == {"file": "LICENSE"}
+    assert (REPO / "LICENSE").read_text().startswith("MIT License")
+    icon = REPO / comfy.icon.split("/main/", 1)[1]  # the icon address points at a file of this repository
+    from PIL import Image
+
+    width, height = Image.open(icon).size
+    assert width <= 800 and height <= 400
+    requirements = [line for line in (REPO / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")]
+    assert sorted(requirements) == sorted(raw["project"]["dependencies"])
