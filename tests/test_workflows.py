@@ -147,7 +147,7 @@ def test_example_inputs_ship_with_the_pack_and_are_the_scripts_output(tmp_path):
 
 @pytest.fixture(scope="module")
 def server():
-    with start_server("e2e-base") as running:
+    with start_server("e2e-base", timeout=600) as running:
         write_tiny_sd15_checkpoint(running.base / "models" / "checkpoints" / CHECKPOINT_NAME)
         write_demo_images(running.base / "input")  # the shipped example inputs' names, drawn at 64x64 for speed
         write_two_object_images(running.base / "input")
