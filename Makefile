@@ -26,7 +26,8 @@ demo: venv
 test: venv
 	$(PY) -m pytest
 
-# Regenerate the UI- and API-format example workflows after changing a node.
+# Regenerate the example workflows after changing a node: UI-format templates in workflows/ (with their .jpg
+# thumbnails), API-format prompts in workflows/api/, and the example images and masks in example_inputs/.
 workflows: venv
 	$(PY) scripts/build_workflows.py
 

@@ -74,7 +74,7 @@ class ApplyEyeForEye(io.ComfyNode):
                 io.Mask.Input("reference_mask", optional=True, tooltip="Only reference tokens inside this mask can be chosen."),
                 Correspondence.Input("correspondence", optional=True, tooltip="A fixed correspondence (from Semantic Match) used at every step instead of per-step matching."),
             ],
-            outputs=[io.Model.Output(tooltip="A patched clone; the input MODEL is left as it was.")],
+            outputs=[io.Model.Output("patched_model", display_name="model", tooltip="A patched clone; the input MODEL is left as it was. Sample with it in KSampler (Eye-for-an-eye).")],
         )
 
     @classmethod
@@ -96,12 +96,12 @@ class ApplyEyeForEyeObjects(io.ComfyNode):
                 "region; the rest of the target is untouched."
             ),
             inputs=[
-                io.Model.Input("model"),
+                io.Model.Input("model", tooltip="The model the inversions were made with."),
                 InversionType.Input("target_inversion", tooltip="The structure image."),
                 Objects.Input("objects", tooltip="From chained Transfer Object nodes."),
             ]
             + _schedule_inputs(),
-            outputs=[io.Model.Output(tooltip="A patched clone; the input MODEL is left as it was.")],
+            outputs=[io.Model.Output("patched_model", display_name="model", tooltip="A patched clone; the input MODEL is left as it was. Sample with it in KSampler (Eye-for-an-eye).")],
         )
 
     @classmethod

@@ -105,7 +105,7 @@ class ExtractFeatures(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, tooltip="Seed of the noise draws."),
                 io.Int.Input("step", default=10, min=0, max=1000, tooltip="With an inversion: the generation step to read (the transfer starts at 10)."),
             ],
-            outputs=[Features.Output("features")],
+            outputs=[Features.Output("features", display_name="features", tooltip="One descriptor per token of the chosen layers: connect to Semantic Match.")],
         )
 
     @classmethod
@@ -131,15 +131,15 @@ class SemanticMatch(io.ComfyNode):
                 "confidence (the similarity) per token, an optional mutual-nearest-neighbour check and masks."
             ),
             inputs=[
-                Features.Input("target_features"),
-                Features.Input("reference_features"),
+                Features.Input("target_features", tooltip="Features of the structure image (Extract Diffusion Features)."),
+                Features.Input("reference_features", tooltip="Features of the appearance image, extracted the same way."),
                 io.Boolean.Input("mutual", default=False, tooltip="Keep only matches that are nearest neighbours both ways."),
                 io.Float.Input("min_similarity", default=-1.0, min=-1.0, max=1.0, step=0.01, tooltip="Matches below this cosine similarity are not transferred."),
                 io.Mask.Input("target_mask", optional=True, tooltip="Only these target tokens are matched."),
                 io.Mask.Input("reference_mask", optional=True, tooltip="Only these reference tokens can be chosen."),
                 Features.Input("mirrored_reference_features", optional=True, tooltip="Features of the reference flipped left-right (Image Flip before encoding): each image keeps the orientation that matches better, so a creature facing the other way is matched part to part."),
             ],
-            outputs=[Correspondence.Output("correspondence")],
+            outputs=[Correspondence.Output("correspondence", display_name="correspondence", tooltip="For each target token the reference token it takes, with a confidence: connect to Apply, Transfer Object or Visualize Correspondence.")],
         )
 
     @classmethod

@@ -92,7 +92,7 @@ class Invert(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Seed of the independent noise draws."),
                 io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="ddim_uniform", tooltip="ddim_uniform matches the DDPM timesteps of the published code."),
             ],
-            outputs=[InversionType.Output("inversion", tooltip="Noise maps, latents and features of the inverted image.")],
+            outputs=[InversionType.Output("inversion", display_name="inversion", tooltip="Noise maps, latents and features of the inverted image: connect to Apply Eye-for-an-eye and the KSampler.")],
         )
 
     @classmethod

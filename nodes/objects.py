@@ -35,7 +35,7 @@ class TransferObjectNode(io.ComfyNode):
                 Correspondence.Input("correspondence", optional=True, tooltip="Use this fixed correspondence instead of per-step matching."),
                 Objects.Input("objects", optional=True, tooltip="Objects defined so far (chain the nodes)."),
             ],
-            outputs=[Objects.Output("objects_out", display_name="objects")],
+            outputs=[Objects.Output("objects_out", display_name="objects", tooltip="The objects so far plus this one: chain into the next Transfer Object, Apply (multi-object) and the KSampler.")],
         )
 
     @classmethod

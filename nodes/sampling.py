@@ -127,15 +127,15 @@ class TransferKSampler(io.ComfyNode):
             ),
             inputs=[
                 io.Model.Input("model", tooltip="Usually the output of Apply Eye-for-an-eye."),
-                io.Conditioning.Input("positive"),
-                io.Conditioning.Input("negative"),
+                io.Conditioning.Input("positive", tooltip="The prompt the inversions were made with."),
+                io.Conditioning.Input("negative", tooltip="The negative prompt the inversions were made with (usually empty)."),
                 InversionType.Input("target_inversion", tooltip="The structure image's inversion; sampling starts from it."),
                 InversionType.Input("reference_inversion", optional=True, tooltip="The appearance image's inversion (for AdaIN)."),
                 Objects.Input("objects", optional=True, tooltip="Several objects (from Transfer Object nodes): AdaIN per object instead."),
                 io.Float.Input("cfg", default=2.5, min=0.0, max=30.0, step=0.1, round=0.01, tooltip="Guidance; 1 keeps structure best, 2.5 looks best (published range)."),
             ]
             + _adain_inputs(),
-            outputs=[io.Latent.Output(display_name="LATENT")],
+            outputs=[io.Latent.Output("latent", display_name="latent", tooltip="The result latent: target structure, reference appearance. VAE Decode it.")],
         )
 
     @classmethod
@@ -156,16 +156,16 @@ class ReplayPieces(io.ComfyNode):
                 "inversion (with AdaIN towards the reference late in sampling)."
             ),
             inputs=[
-                InversionType.Input("target_inversion"),
-                InversionType.Input("reference_inversion", optional=True),
+                InversionType.Input("target_inversion", tooltip="The structure image's inversion; sampling replays it."),
+                InversionType.Input("reference_inversion", optional=True, tooltip="The appearance image's inversion (for AdaIN)."),
                 Objects.Input("objects", optional=True, tooltip="Several objects: AdaIN per object instead."),
             ]
             + _adain_inputs(),
             outputs=[
-                io.Noise.Output(display_name="NOISE"),
-                io.Sampler.Output(display_name="SAMPLER"),
-                io.Sigmas.Output(display_name="SIGMAS"),
-                io.Latent.Output(display_name="LATENT"),
+                io.Noise.Output("noise", display_name="noise", tooltip="Puts the first latent exactly on the target inversion's start."),
+                io.Sampler.Output("sampler", display_name="sampler", tooltip="DDPM steps that replay the target's noise maps (AdaIN late in sampling)."),
+                io.Sigmas.Output("sigmas", display_name="sigmas", tooltip="The target inversion's generation schedule (from its skip on)."),
+                io.Latent.Output("latent", display_name="latent", tooltip="The latent that was inverted (the sampler's latent_image)."),
             ],
         )
 

@@ -1,22 +1,47 @@
-"""Write every example workflow in workflows/ as a UI-format graph and an API-format prompt.
+"""Write every example workflow: a UI-format template in workflows/ and its API-format twin in workflows/api/.
 
-The graphs are defined here once; both files are generated from them with the node
-definitions of the real host, so they cannot drift apart.  Run after changing a node:
+The graphs are defined here once; both files are generated from them with the node definitions of the real
+host, so they cannot drift apart. The UI file adds what a person reading the graph needs: a group and a note per
+stage (which knobs matter), titles, node sizes from what each node shows, a column layout in which nothing
+overlaps, and the checkpoint it needs (the frontend's missing-model dialog). Run after changing a node:
 
-    .venv/bin/python scripts/build_workflows.py
+    .venv/bin/python scripts/build_workflows.py      # or: make workflows
+
+ComfyUI lists every `*.json` directly inside a pack's workflows/ folder as a template and does not look into
+subfolders, so the API prompts in workflows/api/ stay out of the template browser.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from comfy_host import REPO  # noqa: E402
 
 WORKFLOWS = REPO / "workflows"
-from tiny_checkpoint import CHECKPOINT_NAME as DEFAULT_CKPT  # noqa: E402
+API_WORKFLOWS = WORKFLOWS / "api"
+
+# The checkpoint the templates name: one SD1.5 checkpoint, as in ComfyUI's own SD1.5 templates.
+SD15_CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"
+SD15_MODEL = {
+    "name": SD15_CHECKPOINT,
+    "url": "https://huggingface.co/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/v1-5-pruned-emaonly-fp16.safetensors",
+    "directory": "checkpoints",
+}
+
+COLUMN_GAP = 100  # between columns: leaves room for group padding and for nodes the page draws a little wider
+ROW_GAP = 50  # between nodes in a column
+GROUP_PADDING = 20
+GROUP_TITLE = 50
+NOTE_WIDTH = 340
+GROUP_COLOURS = ["#3f789e", "#8a5f3f", "#5f8a3f", "#7a3f8a", "#3f8a84"]
+
+# Widths and heights (canvas units) of nodes whose content is larger than their sockets and widgets suggest.
+WIDE = {"CLIPTextEncode": 400, "LoadImage": 320, "LoadImageMask": 320, "SaveImage": 340}
+TALL = {"CLIPTextEncode": 160, "LoadImage": 360, "LoadImageMask": 360, "SaveImage": 330}
 
 
 def link(node_id: str, slot: int = 0) -> list:
@@ -24,7 +49,44 @@ def link(node_id: str, slot: int = 0) -> list:
     return [node_id, slot]
 
 
-def transfer_graph(ckpt: str = DEFAULT_CKPT, target: str = "e4e_target.png", reference: str = "e4e_reference.png", prompt: str = "a photo of a bird"):
+@dataclass
+class Example:
+    """One example graph: the API prompt plus what the UI file adds."""
+
+    api: dict
+    titles: dict[str, str]
+    stages: list[tuple[str, str, list[list[str]]]]  # (group title, note text, columns of node ids)
+    models: dict[str, list[dict]] = field(default_factory=dict)  # node id -> frontend model metadata
+
+
+LOAD_NOTE = (
+    "Eye-for-an-eye keeps the STRUCTURE of the target and takes colours and textures from the REFERENCE, part by "
+    "part.\n\nNeeds one SD1.5 checkpoint in models/checkpoints (the missing-model dialog links {ckpt}). The example "
+    "images ship with the pack in example_inputs/: copy them into ComfyUI/input or pick them with 'choose file to "
+    "upload'.\n\nThe positive prompt names what both images show (\"a photo of a bird\"); the negative stays empty. "
+    "Patch the model (FreeU, LoRA) before the Invert nodes and use that same model everywhere."
+)
+INVERT_NOTE = (
+    "Inversion finds the noise maps that make the sampler retrace each image, and records the self-attention "
+    "features the transfer needs.\n\nInvert every image with the SAME model, prompt, steps, skip and scheduler "
+    "(the pack refuses inversions that do not match).\n\nKnobs: steps 100 / skip 32 are the published settings "
+    "(fewer steps run faster but reconstruct less exactly); cfg 3.5. The seed only picks the noise draws; keep "
+    "its control on 'fixed' so a re-run reuses the cached inversions."
+)
+TRANSFER_NOTE = (
+    "Apply Eye-for-an-eye patches a clone of the model: from generation step 'start' on, every result token takes "
+    "the features of its semantically nearest reference token (recomputed each step).\n\nKnobs: start (10; later "
+    "keeps more of the target), refresh_every / refresh_until (the target's own features every n-th step keep its "
+    "shape), mode ('values only' is the paper's ablation). Masks limit which parts are rearranged."
+)
+SAMPLE_NOTE = (
+    "KSampler (Eye-for-an-eye) regenerates the target from its inversion with the patched model.\n\nKnobs: cfg 2.5 "
+    "(1 keeps structure best; higher moves more appearance), adain_start 49 (from this step the latent takes the "
+    "reference's colour statistics; -1 turns it off). Use the prompts the inversions were made with."
+)
+
+
+def transfer_graph(ckpt: str = SD15_CHECKPOINT, target: str = "e4e_target.png", reference: str = "e4e_reference.png", prompt: str = "a photo of a bird") -> Example:
     """The published setup: FreeU, inversion of both images (100 steps, skip 32, cfg 3.5), transfer, cfg 2.5."""
     api = {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
@@ -42,16 +104,38 @@ def transfer_graph(ckpt: str = DEFAULT_CKPT, target: str = "e4e_target.png", ref
         "13": {"class_type": "VAEDecode", "inputs": {"samples": link("12"), "vae": link("1", 2)}},
         "14": {"class_type": "SaveImage", "inputs": {"images": link("13"), "filename_prefix": "eye_for_eye"}},
     }
-    titles = {"5": "Target (structure)", "6": "Reference (appearance)", "9": "Invert target", "10": "Invert reference"}
-    positions = {
-        "1": (0, 0), "2": (360, 0), "3": (360, 200), "4": (360, 420), "5": (0, 600), "6": (0, 960),
-        "7": (360, 640), "8": (360, 820), "9": (720, 0), "10": (720, 420), "11": (1080, 0), "12": (1440, 0),
-        "13": (1800, 0), "14": (1800, 160),
-    }
-    return api, positions, titles
+    titles = {"1": "Load SD1.5 checkpoint", "2": "FreeU (published: 1.2 / 1.4 / 0.9 / 0.2)", "3": "Positive prompt (the domain)",
+              "4": "Negative prompt (empty)", "5": "Target (structure)", "6": "Reference (appearance)",
+              "7": "Encode target", "8": "Encode reference", "9": "Invert target", "10": "Invert reference",
+              "11": "Apply Eye-for-an-eye", "12": "Sample the result", "13": "Decode", "14": "Save result"}
+    stages = [
+        ("1. Load: model, prompts, images", LOAD_NOTE.format(ckpt=ckpt), [["1", "5", "6"], ["2", "3", "4", "7", "8"]]),
+        ("2. Invert both images", INVERT_NOTE, [["9", "10"]]),
+        ("3. Transfer", TRANSFER_NOTE, [["11"]]),
+        ("4. Sample, decode, save", SAMPLE_NOTE, [["12", "13", "14"]]),
+    ]
+    return Example(api, titles, stages, {"1": [SD15_MODEL]})
 
 
-def inspection_graph(ckpt: str = DEFAULT_CKPT, target: str = "e4e_target.png", reference: str = "e4e_reference.png", prompt: str = "a photo of a bird"):
+INSPECT_LOAD_NOTE = (
+    "Shows which reference part each target part is matched to, before you run a transfer.\n\nNeeds one SD1.5 "
+    "checkpoint in models/checkpoints ({ckpt}); the example images ship in the pack's example_inputs/ (copy them "
+    "into ComfyUI/input)."
+)
+FEATURES_NOTE = (
+    "DIFT features: each image is noised to 'timestep' and the model's decoder self-attention inputs are averaged "
+    "over 'ensemble' draws.\n\nKnobs: resolution (1/16 is DIFT's; the transfer itself matches at the two finest "
+    "decoder grids), timestep 261, ensemble 8 (more draws, steadier features). Extract both images the same way."
+)
+MATCH_NOTE = (
+    "Semantic Match: every target token takes its cosine-nearest reference token. Knobs: mutual (keep only "
+    "matches that agree both ways), min_similarity (drop weak matches), masks.\n\nVisualize Correspondence saves "
+    "the match lines, the reference warped into the target's layout and a confidence map. Connect the "
+    "correspondence to Apply Eye-for-an-eye to use it as a fixed correspondence."
+)
+
+
+def inspection_graph(ckpt: str = SD15_CHECKPOINT, target: str = "e4e_target.png", reference: str = "e4e_reference.png", prompt: str = "a photo of a bird") -> Example:
     """DIFT features of both images -> semantic match -> pictures of what matched what."""
     extract = {"positive": link("2"), "resolution": "1/16", "layer": "all", "timestep": 261, "ensemble": 8, "seed": 0, "step": 10}
     api = {
@@ -69,15 +153,35 @@ def inspection_graph(ckpt: str = DEFAULT_CKPT, target: str = "e4e_target.png", r
         "12": {"class_type": "SaveImage", "inputs": {"images": link("10", 1), "filename_prefix": "e4e_warped_reference"}},
         "13": {"class_type": "SaveImage", "inputs": {"images": link("10", 2), "filename_prefix": "e4e_confidence"}},
     }
-    titles = {"3": "Target (structure)", "4": "Reference (appearance)", "7": "Target features", "8": "Reference features"}
-    positions = {
-        "1": (0, 0), "2": (360, 0), "3": (0, 300), "4": (0, 660), "5": (360, 300), "6": (360, 480), "7": (720, 0),
-        "8": (720, 420), "9": (1080, 0), "10": (1440, 0), "11": (1800, 0), "12": (1800, 320), "13": (1800, 640),
-    }
-    return api, positions, titles
+    titles = {"1": "Load SD1.5 checkpoint", "2": "Prompt (the domain)", "3": "Target (structure)", "4": "Reference (appearance)",
+              "5": "Encode target", "6": "Encode reference", "7": "Target features", "8": "Reference features",
+              "9": "Semantic Match", "10": "Visualize Correspondence", "11": "Save match lines",
+              "12": "Save warped reference", "13": "Save confidence"}
+    stages = [
+        ("1. Load: model, prompt, images", INSPECT_LOAD_NOTE.format(ckpt=ckpt), [["1", "3", "4"], ["2", "5", "6"]]),
+        ("2. Features of both images (DIFT)", FEATURES_NOTE, [["7", "8"]]),
+        ("3. Match and look", MATCH_NOTE, [["9", "10"], ["11", "12", "13"]]),
+    ]
+    return Example(api, titles, stages, {"1": [SD15_MODEL]})
 
 
-def two_object_graph(ckpt: str = DEFAULT_CKPT, prompt: str = "a photo of two birds"):
+TWO_LOAD_NOTE = (
+    "Two birds in one target, each taking its appearance from its own reference bird.\n\nNeeds one SD1.5 "
+    "checkpoint in models/checkpoints ({ckpt}). The images and masks ship with the pack in example_inputs/ (copy "
+    "them into ComfyUI/input). Masks are white on black; the red channel is read."
+)
+OBJECTS_NOTE = (
+    "Each Transfer Object pairs one target region with one reference region; chain them through 'objects'. Where "
+    "target masks overlap, the later object wins; target tokens outside every mask keep their own appearance.\n\n"
+    "Apply (multi-object) takes the same schedule knobs as Apply: start 10, refresh_every 5, refresh_until 40."
+)
+TWO_SAMPLE_NOTE = (
+    "The KSampler takes the objects (not a single reference), so AdaIN is done per object inside its mask.\n\n"
+    "Knobs: cfg 2.5 (1 keeps structure best), adain_start 49 (-1 turns it off)."
+)
+
+
+def two_object_graph(ckpt: str = SD15_CHECKPOINT, prompt: str = "a photo of two birds") -> Example:
     """Two birds in one target, each taking its appearance from its own reference bird."""
     invert = {"model": link("2"), "positive": link("3"), "negative": link("4"), "steps": 100, "skip": 32, "cfg": 3.5, "scheduler": "ddim_uniform"}
     api = {
@@ -105,16 +209,22 @@ def two_object_graph(ckpt: str = DEFAULT_CKPT, prompt: str = "a photo of two bir
         "22": {"class_type": "VAEDecode", "inputs": {"samples": link("21"), "vae": link("1", 2)}},
         "23": {"class_type": "SaveImage", "inputs": {"images": link("22"), "filename_prefix": "eye_for_eye_two_objects"}},
     }
-    titles = {"5": "Target with two birds", "6": "Reference for the left bird", "7": "Reference for the right bird",
-              "8": "Left bird mask", "9": "Right bird mask", "10": "Left reference mask", "11": "Right reference mask",
-              "15": "Invert target", "16": "Invert left reference", "17": "Invert right reference"}
-    positions = {
-        "1": (0, 0), "2": (360, 0), "3": (360, 160), "4": (360, 380), "5": (0, 600), "6": (0, 960), "7": (0, 1320),
-        "8": (360, 1100), "9": (360, 1220), "10": (360, 1340), "11": (360, 1460), "12": (360, 620), "13": (360, 780),
-        "14": (360, 940), "15": (720, 0), "16": (720, 420), "17": (720, 840), "18": (1080, 600), "19": (1080, 840),
-        "20": (1080, 0), "21": (1440, 0), "22": (1800, 0), "23": (1800, 160),
-    }
-    return api, positions, titles
+    titles = {"1": "Load SD1.5 checkpoint", "2": "FreeU (published: 1.2 / 1.4 / 0.9 / 0.2)", "3": "Positive prompt (the domain)",
+              "4": "Negative prompt (empty)", "5": "Target with two birds", "6": "Reference for the left bird",
+              "7": "Reference for the right bird", "8": "Left bird mask", "9": "Right bird mask",
+              "10": "Left reference mask", "11": "Right reference mask", "12": "Encode target",
+              "13": "Encode left reference", "14": "Encode right reference", "15": "Invert target",
+              "16": "Invert left reference", "17": "Invert right reference", "18": "Left bird <- left reference",
+              "19": "Right bird <- right reference", "20": "Apply Eye-for-an-eye (two objects)",
+              "21": "Sample the result", "22": "Decode", "23": "Save result"}
+    stages = [
+        ("1. Load: model, prompts, images, masks", TWO_LOAD_NOTE.format(ckpt=ckpt),
+         [["1", "5", "6", "7"], ["8", "9", "10", "11"], ["2", "3", "4", "12", "13", "14"]]),
+        ("2. Invert all three images", INVERT_NOTE, [["15", "16", "17"]]),
+        ("3. Objects and transfer", OBJECTS_NOTE, [["18", "19", "20"]]),
+        ("4. Sample, decode, save", TWO_SAMPLE_NOTE, [["21", "22", "23"]]),
+    ]
+    return Example(api, titles, stages, {"1": [SD15_MODEL]})
 
 
 GRAPHS = {
@@ -128,19 +238,84 @@ def with_titles(api: dict, titles: dict) -> dict:
     return {k: ({**v, "_meta": {"title": titles[k]}} if k in titles else v) for k, v in api.items()}
 
 
+def node_size(node_type: str, definition: dict) -> tuple[int, int]:
+    """A size that fits what the page draws in the node: sockets, widgets, and previews or text boxes."""
+    from workflow_format import frontend_widgets, _is_widget
+
+    sockets = sum(1 for kind in ("required", "optional") for spec in definition["input"].get(kind, {}).values() if not _is_widget(spec))
+    rows = max(sockets, len(definition["output"]))
+    widgets = len(frontend_widgets(definition))
+    height = max(TALL.get(node_type, 0), 20 * rows + 24 * widgets + 16)
+    width = WIDE.get(node_type, 360 if node_type.startswith("E4E_") else 320)
+    return width, height
+
+
+def note_height(text: str, width: int = NOTE_WIDTH) -> int:
+    chars_per_line = width // 7
+    lines = sum(max(1, -(-len(paragraph) // chars_per_line)) for paragraph in text.split("\n"))
+    return 20 * lines + 30
+
+
+def layout(example: Example, definitions: dict) -> dict:
+    """Columns left to right, one group per stage with its note on top; nothing overlaps."""
+    from workflow_format import TITLE_HEIGHT
+
+    positions, sizes, groups, notes = {}, {}, [], []
+    next_id = max(int(k) for k in example.api) + 1
+    x = 0
+    for index, (title, text, columns) in enumerate(example.stages):
+        group_x = x
+        top = GROUP_TITLE + TITLE_HEIGHT
+        note_id = next_id
+        next_id += 1
+        height = note_height(text)
+        notes.append({
+            "id": note_id, "type": "Note", "pos": [x + GROUP_PADDING, top], "size": [NOTE_WIDTH, height], "flags": {},
+            "mode": 0, "inputs": [], "outputs": [], "title": f"About: {title.split('. ', 1)[-1]}",
+            "properties": {"text": ""}, "widgets_values": [text], "color": "#432", "bgcolor": "#653",
+        })
+        bottom = top + height
+        column_y = top + height + ROW_GAP + TITLE_HEIGHT
+        stage_width = NOTE_WIDTH + 2 * GROUP_PADDING
+        column_x = x + GROUP_PADDING
+        for column in columns:
+            y = column_y
+            width = max(node_size(example.api[i]["class_type"], definitions[example.api[i]["class_type"]])[0] for i in column)
+            for node_id in column:
+                w, h = node_size(example.api[node_id]["class_type"], definitions[example.api[node_id]["class_type"]])
+                positions[node_id], sizes[node_id] = (column_x, y), (width, h)
+                bottom = max(bottom, y + h)
+                y += h + ROW_GAP + TITLE_HEIGHT
+            column_x += width + COLUMN_GAP // 2
+        stage_width = max(stage_width, column_x - COLUMN_GAP // 2 - x + GROUP_PADDING)
+        groups.append({
+            "id": index + 1, "title": title, "bounding": [group_x, 0, stage_width, bottom + GROUP_PADDING],
+            "color": GROUP_COLOURS[index % len(GROUP_COLOURS)], "font_size": 24, "flags": {},
+        })
+        x += stage_width + COLUMN_GAP
+    return {
+        "positions": positions, "sizes": sizes, "titles": example.titles, "groups": groups, "extra_nodes": notes,
+        "properties": {node_id: {"models": models} for node_id, models in example.models.items()},
+    }
+
+
 def main() -> None:
     from comfy_host import load_host_with_pack
+    from example_assets import write_example_inputs, write_thumbnails
     from workflow_format import api_to_ui, host_definitions
 
     comfy_nodes, _ = load_host_with_pack("build-base")
-    WORKFLOWS.mkdir(exist_ok=True)
+    API_WORKFLOWS.mkdir(parents=True, exist_ok=True)
     for name, build in GRAPHS.items():
-        api, positions, titles = build()
-        definitions = host_definitions(comfy_nodes.NODE_CLASS_MAPPINGS, {n["class_type"] for n in api.values()})
-        ui = api_to_ui(api, definitions, positions, titles)
+        example = build()
+        definitions = host_definitions(comfy_nodes.NODE_CLASS_MAPPINGS, {n["class_type"] for n in example.api.values()})
+        ui = api_to_ui(example.api, definitions, layout(example, definitions))
         (WORKFLOWS / f"{name}.json").write_text(json.dumps(ui, indent=2) + "\n")
-        (WORKFLOWS / f"{name}.api.json").write_text(json.dumps(with_titles(api, titles), indent=2) + "\n")
-        print(f"wrote workflows/{name}.json and workflows/{name}.api.json")
+        (API_WORKFLOWS / f"{name}.api.json").write_text(json.dumps(with_titles(example.api, example.titles), indent=2) + "\n")
+        print(f"wrote workflows/{name}.json and workflows/api/{name}.api.json")
+    write_example_inputs()
+    for path in write_thumbnails():
+        print(f"wrote {path.relative_to(REPO)}")
 
 
 if __name__ == "__main__":

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from comfy_host import REPO, base_directory  # noqa: E402
 from run_workflow import image_path, output_images, queue_prompt, start_server, wait_for  # noqa: E402
 
-WORKFLOW = REPO / "workflows" / "eye_for_eye_transfer.api.json"
-INSPECTION = REPO / "workflows" / "correspondence_inspection.api.json"
+WORKFLOW = REPO / "workflows" / "api" / "eye_for_eye_transfer.api.json"
+INSPECTION = REPO / "workflows" / "api" / "correspondence_inspection.api.json"
 OUTPUT = REPO / "output"
 BASE_NAME = "demo-base"
 

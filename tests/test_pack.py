@@ -43,3 +43,52 @@ def test_core_never_imports_comfyui(path):
             continue
         for name in names:
             assert name.split(".")[0] not in COMFY_MODULES, f"{path.name} imports {name}"
+
+
+def _node_infos(host):
+    """What GET /object_info reports for each of our nodes (server.py calls GET_NODE_INFO_V1 for V3 nodes)."""
+    return {node_id: host.nodes.NODE_CLASS_MAPPINGS[node_id].GET_NODE_INFO_V1() for node_id in NODE_IDS}
+
+
+def test_every_input_and_output_explains_itself(host):
+    """A tooltip on every input and output and a readable output name, as the page shows them."""
+    missing = []
+    for node_id, info in _node_infos(host).items():
+        for kind in ("required", "optional"):
+            for name, spec in info["input"].get(kind, {}).items():
+                options = spec[1] if len(spec) > 1 else {}
+                if not (options.get("tooltip") or "").strip():
+                    missing.append(f"{node_id} input {name}: no tooltip")
+        assert len(info["output_name"]) == len(info["output"]) == len(info["output_tooltips"])
+        for out_type, out_name, tooltip in zip(info["output"], info["output_name"], info["output_tooltips"]):
+            if not (tooltip or "").strip():
+                missing.append(f"{node_id} output {out_name}: no tooltip")
+            if out_name == out_type or out_name != out_name.lower():
+                missing.append(f"{node_id} output {out_name}: shows its type name instead of a readable lower-case name")
+        if not info["description"].strip():
+            missing.append(f"{node_id}: no description")
+    assert not missing, "\n".join(missing)
+
+
+def test_pyproject_is_registry_ready_as_the_hosts_own_parser_reads_it(host):
+    """[project.urls], [tool.comfy] publisher, display name, icon and requires-comfyui; an MIT LICENSE file."""
+    import tomllib
+
+    from comfy_config import config_parser
+
+    config = config_parser.extract_node_configuration(str(REPO))
+    assert config is not None and config.project.name and config.project.version.count(".") == 2
+    assert config.project.urls.repository.startswith("https://")
+    comfy = config.tool_comfy
+    assert comfy.publisher_id and comfy.display_name and comfy.icon.startswith("https://")
+    raw = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert raw["tool"]["comfy"]["requires-comfyui"].startswith(">=")
+    assert raw["project"]["license"] == {"file": "LICENSE"}
+    assert (REPO / "LICENSE").read_text().startswith("MIT License")
+    icon = REPO / comfy.icon.split("/main/", 1)[1]  # the icon address points at a file of this repository
+    from PIL import Image
+
+    width, height = Image.open(icon).size
+    assert width <= 800 and height <= 400
+    requirements = [line for line in (REPO / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")]
+    assert sorted(requirements) == sorted(raw["project"]["dependencies"])

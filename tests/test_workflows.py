@@ -1,7 +1,8 @@
-"""The example workflows: UI and API files in step, and every one run by the real ComfyUI server."""
+"""The example workflows: UI and API files in step, shaped as the frontend expects, and run by the real server."""
 
 import json
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -11,16 +12,26 @@ WORKFLOWS = REPO / "workflows"
 sys.path.insert(0, str(REPO / "scripts"))
 
 import build_workflows  # noqa: E402
+import example_assets  # noqa: E402
 from demo import configure  # noqa: E402
 from run_workflow import image_path, output_images, queue_prompt, start_server, wait_for  # noqa: E402
 from tiny_checkpoint import CHECKPOINT_NAME, write_demo_images, write_tiny_sd15_checkpoint, write_two_object_images  # noqa: E402
-from workflow_format import host_definitions, ui_to_api  # noqa: E402
+from workflow_format import CONTROL, UPLOAD, VIRTUAL_NODES, frontend_widgets, host_definitions, overlapping_nodes, ui_to_api  # noqa: E402
 
 NAMES = sorted(build_workflows.GRAPHS)
 
 
 def load(name, api=True):
-    return json.loads((WORKFLOWS / f"{name}{'.api' if api else ''}.json").read_text())
+    path = WORKFLOWS / "api" / f"{name}.api.json" if api else WORKFLOWS / f"{name}.json"
+    return json.loads(path.read_text())
+
+
+def on_tiny_checkpoint(prompt):
+    """The shipped prompt with the tests' tiny checkpoint in place of the SD1.5 one it names."""
+    for node in prompt.values():
+        if node["class_type"] == "CheckpointLoaderSimple":
+            node["inputs"]["ckpt_name"] = CHECKPOINT_NAME
+    return prompt
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -28,15 +39,117 @@ def test_ui_and_api_files_are_in_step(host, name):
     api, ui = load(name), load(name, api=False)
     definitions = host_definitions(host.nodes.NODE_CLASS_MAPPINGS, {n["type"] for n in ui["nodes"]})
     assert ui_to_api(ui, definitions) == api
-    built, _, titles = build_workflows.GRAPHS[name]()
-    assert build_workflows.with_titles(built, titles) == api, "run `make workflows` after changing a graph"
+    example = build_workflows.GRAPHS[name]()
+    assert build_workflows.with_titles(example.api, example.titles) == api, "run `make workflows` after changing a graph"
+
+
+def test_widget_order_is_the_frontends(host):
+    """Facts measured in the real page (frontend 1.32.9), see the docs: not derived from the writer itself."""
+    definitions = host_definitions(host.nodes.NODE_CLASS_MAPPINGS, {"LoadImageMask", "LoadImage", "E4E_ExtractFeatures", "E4E_Invert", "KSampler", "SaveImage"})
+    assert frontend_widgets(definitions["LoadImageMask"]) == [("image", "value"), ("channel", "value"), ("image", UPLOAD)]
+    assert frontend_widgets(definitions["LoadImage"]) == [("image", "value"), ("image", UPLOAD)]
+    # any INT named seed gets the control, whether or not the node asks for it
+    names = [f"{n}:{k}" for n, k in frontend_widgets(definitions["E4E_ExtractFeatures"])]
+    assert names[names.index("seed:value") + 1] == f"seed:{CONTROL}" and names[-1] == "step:value"
+    assert ("seed", CONTROL) in frontend_widgets(definitions["E4E_Invert"])
+    assert [n for n, k in frontend_widgets(definitions["KSampler"])][:2] == ["seed", "seed"]
+    assert frontend_widgets(definitions["SaveImage"]) == [("filename_prefix", "value")]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_widget_values_land_on_the_right_widgets(host, name):
+    """Each UI node's widgets_values, read in the frontend's order, are values its widgets accept."""
+    ui = load(name, api=False)
+    definitions = host_definitions(host.nodes.NODE_CLASS_MAPPINGS, {n["type"] for n in ui["nodes"]})
+    for node in ui["nodes"]:
+        if node["type"] in VIRTUAL_NODES:
+            continue
+        specs = {k: v for kind in ("required", "optional") for k, v in definitions[node["type"]]["input"].get(kind, {}).items()}
+        widgets = frontend_widgets(definitions[node["type"]])
+        assert len(widgets) == len(node["widgets_values"]), node["type"]
+        for (input_name, kind), value in zip(widgets, node["widgets_values"]):
+            spec = specs[input_name]
+            if kind == CONTROL:
+                assert value == "fixed", f"{node['type']}: seeds of an example stay fixed"
+            elif kind == UPLOAD:
+                assert value == "image"
+            elif spec[0] in ("INT", "FLOAT"):
+                assert isinstance(value, (int, float)) and not isinstance(value, bool), f"{node['type']}.{input_name} = {value!r}"
+            elif spec[0] == "BOOLEAN":
+                assert isinstance(value, bool)
+            elif isinstance(spec[0], list) or spec[0] == "COMBO":
+                options = spec[0] if isinstance(spec[0], list) else spec[1]["options"]
+                if input_name not in ("image", "ckpt_name"):  # file lists depend on the server's folders
+                    assert value in options, f"{node['type']}.{input_name} = {value!r} not in {options}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_person_can_read_the_graph(name):
+    """Titled nodes, a group and a note per stage, sizes from content, nothing overlapping, every node in a group."""
+    ui = load(name, api=False)
+    assert not overlapping_nodes(ui), "nodes overlap"
+    nodes = [n for n in ui["nodes"] if n["type"] not in VIRTUAL_NODES]
+    assert all(n.get("title") for n in nodes), "every node has a title"
+    assert len({n["title"] for n in nodes}) == len(nodes), "titles tell the nodes apart"
+    assert len({tuple(n["size"]) for n in nodes}) >= 4, "sizes follow what each node shows"
+    groups = ui["groups"]
+    notes = [n for n in ui["nodes"] if n["type"] == "Note"]
+    assert len(groups) >= 3 and len(notes) == len(groups)
+    if any(n["type"] == "E4E_Invert" for n in nodes):  # a transfer: one group per stage, invert, transfer, sample
+        for stage in ("Invert", "ransfer", "Sample"):
+            assert any(stage in g["title"] for g in groups), f"no group for the {stage} stage"
+    boxes = [g["bounding"] for g in groups]
+    for i, (x, y, w, h) in enumerate(boxes):
+        for bx, by, bw, bh in boxes[i + 1:]:
+            assert not (x < bx + bw and bx < x + w and y < by + bh and by < y + h), "groups overlap"
+    for node in ui["nodes"]:
+        (nx, ny), (nw, nh) = node["pos"], node["size"]
+        inside = [g for g in groups if g["bounding"][0] <= nx and nx + nw <= g["bounding"][0] + g["bounding"][2]
+                  and g["bounding"][1] <= ny - 30 and ny + nh <= g["bounding"][1] + g["bounding"][3]]
+        assert len(inside) == 1, f"node {node['id']} ({node.get('title')}) lies in {len(inside)} groups"
+    for note in notes:
+        assert len(note["widgets_values"][0]) > 150, "a note says which knobs matter"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_workflow_names_the_models_it_needs(host, name):
+    """The frontend's missing-model dialog: `models` on the loader node, name == the widget value, a direct
+    huggingface download of a .safetensors file, and a model folder the host knows."""
+    import folder_paths
+
+    ui = load(name, api=False)
+    loaders = [n for n in ui["nodes"] if any(isinstance(v, str) and v.endswith(".safetensors") for v in n["widgets_values"])]
+    assert loaders
+    for node in loaders:
+        models = node["properties"].get("models")
+        assert models, f"{node['type']} names a model file but not where to get it"
+        selected = {v for v in node["widgets_values"] if isinstance(v, str)}
+        for model in models:
+            assert model["name"] in selected and model["name"].endswith(".safetensors")
+            assert model["url"].startswith("https://huggingface.co/") and model["url"].endswith("/" + model["name"])
+            assert model["directory"] in folder_paths.folder_names_and_paths
+
+
+def test_example_inputs_ship_with_the_pack_and_are_the_scripts_output(tmp_path):
+    from PIL import Image, ImageChops
+
+    named = {v["inputs"]["image"] for name in NAMES for v in load(name).values() if v["class_type"] in ("LoadImage", "LoadImageMask")}
+    shipped = {p.name for p in example_assets.EXAMPLE_INPUTS.glob("*.png")}
+    assert named <= shipped, f"workflows name files the pack does not ship: {named - shipped}"
+    fresh = set(example_assets.write_example_inputs(tmp_path))
+    assert fresh == shipped
+    for file in sorted(shipped):
+        a, b = Image.open(tmp_path / file), Image.open(example_assets.EXAMPLE_INPUTS / file)
+        assert a.size == b.size == (example_assets.EXAMPLE_SIZE,) * 2 and a.mode == b.mode
+        assert ImageChops.difference(a, b).getbbox() is None, f"{file}: run scripts/example_assets.py"
+        assert (example_assets.EXAMPLE_INPUTS / file).stat().st_size < 20_000
 
 
 @pytest.fixture(scope="module")
 def server():
-    with start_server("e2e-base") as running:
+    with start_server("e2e-base", timeout=600) as running:
         write_tiny_sd15_checkpoint(running.base / "models" / "checkpoints" / CHECKPOINT_NAME)
-        write_demo_images(running.base / "input")
+        write_demo_images(running.base / "input")  # the shipped example inputs' names, drawn at 64x64 for speed
         write_two_object_images(running.base / "input")
         yield running
 
@@ -60,7 +173,7 @@ def test_example_transfer_workflow_runs_in_the_real_server(server):
 def test_inspection_workflow_saves_three_pictures(server):
     from PIL import Image
 
-    _, images = run(server, load("correspondence_inspection"))
+    _, images = run(server, on_tiny_checkpoint(load("correspondence_inspection")))
     sizes = sorted(Image.open(p).size for p in images)
     assert sizes == [(64, 64), (64, 64), (128, 64)]  # warped reference, confidence, side-by-side matches
 
@@ -68,7 +181,7 @@ def test_inspection_workflow_saves_three_pictures(server):
 def test_two_object_workflow_runs(server):
     from PIL import Image
 
-    prompt = load("two_object_transfer")
+    prompt = on_tiny_checkpoint(load("two_object_transfer"))
     for node in prompt.values():  # fewer steps keep the suite short; the graph is otherwise as shipped
         if node["class_type"] == "E4E_Invert":
             node["inputs"].update(steps=20, skip=6)
@@ -87,3 +200,25 @@ def test_bad_input_is_reported_by_the_server_naming_the_input(server):
     reference_invert["inputs"]["skip"] = 31  # schedules no longer match
     with pytest.raises(RuntimeError, match="give both Invert nodes the same steps, skip and scheduler"):
         run(server, prompt)
+
+
+def _get(url):
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.headers.get("Content-Type", ""), response.read()
+
+
+def test_the_template_browser_lists_only_the_ui_workflows_each_with_a_thumbnail(server):
+    """What the page asks the real server for: the template list, each template and its `<name>.jpg`."""
+    from PIL import Image
+    import io
+
+    pack = Path(server.base / "custom_nodes" / "eye_for_eye").name
+    _, body = _get(server.url + "/workflow_templates")
+    assert sorted(json.loads(body)[pack]) == NAMES
+    for name in NAMES:
+        _, body = _get(f"{server.url}/api/workflow_templates/{pack}/{name}.json")
+        workflow = json.loads(body)
+        assert workflow["version"] and workflow["nodes"] and "links" in workflow, f"{name} is not UI format"
+        content_type, body = _get(f"{server.url}/api/workflow_templates/{pack}/{name}.jpg")
+        assert content_type == "image/jpeg"
+        assert Image.open(io.BytesIO(body)).format == "JPEG" and len(body) < 40_000
