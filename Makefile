@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test workflows quality creatures probe clean
+.PHONY: venv demo test workflows quality creatures probe bench bench-gpu clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,15 @@ test: venv
 # thumbnails), API-format prompts in workflows/api/, and the example images and masks in example_inputs/.
 workflows: venv
 	$(PY) scripts/build_workflows.py
+
+# Speed and memory of the transfer against baselines timed in the same run (writes bench-results.json;
+# about 10 minutes on 2 idle CPU cores; BENCH_ARGS=--quick for a smoke run).
+bench: venv
+	$(PY) benchmarks/bench.py $(BENCH_ARGS)
+
+# The same at full size (SD1.5 512 px, SDXL 1024 px, fp16) on a machine with an NVIDIA GPU.
+bench-gpu: venv
+	$(PY) benchmarks/bench.py --gpu --out benchmarks/results/bench-gpu.json
 
 clean:
 	rm -rf .e4e output

@@ -106,7 +106,7 @@ def decoder_attention_probe():
 
 def synthetic_inversion(grids_channels, steps, batch, device, dtype, latent_shape):
     features = {k: torch.randn(steps, batch, g[0] * g[1], c, device=device, dtype=dtype) for k, (g, c) in grids_channels.items()}
-    bank = FeatureBank(features, {k: g for k, (g, c) in grids_channels.items()}, first_step=0)
+    bank = FeatureBank.contiguous(features, {k: g for k, (g, c) in grids_channels.items()}, first_step=0)
     sigmas = torch.linspace(10, 0, steps + 1)
     latents = torch.zeros(steps, batch, *latent_shape)
     return Inversion(sigmas, 0, latents, latents, latents[0], latents[0], latents[0], bank, False, "bench")

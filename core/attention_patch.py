@@ -3,7 +3,8 @@
 An instance is registered as an `attn1_patch` and called as
 patch(n, context, value, extra_options) with the normalised hidden states that
 enter self-attention. It reads these keys of `extra_options` (all set by the
-UNet): "block", "block_index", "cond_or_uncond", "sigmas", "activations_shape".
+UNet): "block", "block_index", "cond_or_uncond", "activations_shape", and CALL_KEY (the
+step and its features, set once per model call by a wrapper) or, without that, "sigmas".
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Optional
 
 import torch
 
+from .feature_store import FeatureStore
 from .features import FeatureRecorder, LayerKey
 from .inversion import Inversion
 from .masks import token_mask
@@ -22,6 +24,7 @@ from .matching import nearest_reference_index, rearrange_like
 from .schedule import Phase, TransferSchedule
 
 COND = 0  # ComfyUI's marker of a conditional chunk in cond_or_uncond
+CALL_KEY = "e4e_call"  # transformer_options key of the CallState a model-call wrapper sets
 
 
 class Injection(enum.Enum):
@@ -62,6 +65,34 @@ class TransferObject:
     correspondence: Optional[Correspondence] = None  # used instead of per-step matching
 
 
+@dataclass(frozen=True)
+class CallState:
+    """Worked out once per model call: the schedule phase, the step, and that step's features on the device."""
+
+    owner: object
+    phase: Phase
+    step: Optional[int]
+    tensors: dict
+
+
+def source_key(inversion: Inversion) -> int:
+    return id(inversion.features)
+
+
+def features_read(target: Inversion, objects, schedule: TransferSchedule) -> dict:
+    """step -> {(source, layer): host tensor}: only what the schedule reads (references where it
+    rearranges, the target where it refreshes; nothing outside the window)."""
+    total, skip = target.generation_steps, target.skip
+    wanted: dict = {}
+    for phase, sources in ((Phase.REFRESH, [target]), (Phase.REARRANGE, [obj.reference for obj in objects])):
+        for g in schedule.steps_in(phase, total):
+            row = wanted.setdefault(skip + g, {})
+            for inv in sources:
+                for layer in target.features.layers:
+                    row[(source_key(inv), layer)] = inv.features.at(layer, skip + g)
+    return wanted
+
+
 @dataclass
 class EyeForEyePatch:
     """Each object's target-mask tokens take the features of their nearest reference tokens
@@ -72,6 +103,10 @@ class EyeForEyePatch:
     schedule: TransferSchedule
     injection: Injection = Injection.FEATURES
     _cache: dict = field(default_factory=dict, repr=False)
+    store: FeatureStore = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.store = FeatureStore(features_read(self.target, self.objects, self.schedule))
 
     def __deepcopy__(self, memo):
         # ModelPatcher.clone() deep-copies model_options; the inversions are read-only, share them.
@@ -87,6 +122,20 @@ class EyeForEyePatch:
         if step is None or step < self.target.skip:
             return Phase.OFF, None
         return self.schedule.phase(step - self.target.skip, self.target.generation_steps), step
+
+    def begin_call(self, sigma: float) -> CallState:
+        """One sigma read per model call: the phase, the step and its features (sent to the device)."""
+        phase, step = self.phase_at(sigma)
+        return CallState(self, phase, step, {} if phase is Phase.OFF else self.store.at_step(step))
+
+    def end_call(self, state: CallState) -> None:
+        """The model call is queued: send the next step's features ahead."""
+        if state.step is not None:
+            self.store.send_ahead(state.step)
+
+    def _read(self, inversion: Inversion, layer: LayerKey, step: int, tensors: dict, device) -> torch.Tensor:
+        found = tensors.get((source_key(inversion), layer))
+        return (found if found is not None else inversion.features.at(layer, step)).to(device)
 
     def _cached(self, key, make):
         if key not in self._cache:
@@ -107,17 +156,17 @@ class EyeForEyePatch:
             lambda: tuple(t.to(device) for t in resample(corr, grid, ref_grid)),
         )
 
-    def replacement(self, own: torch.Tensor, layer: LayerKey, grid: tuple[int, int], phase: Phase, step: int) -> torch.Tensor:
+    def replacement(self, own: torch.Tensor, layer: LayerKey, grid: tuple[int, int], phase: Phase, step: int, tensors: Optional[dict] = None) -> torch.Tensor:
         """New features for the result's conditional rows `own` [B, T, C] at one layer and step."""
-        batch = own.shape[0]
+        batch, tensors = own.shape[0], tensors or {}
         if phase is Phase.REFRESH:
-            target = self.target.features.at(layer, step).to(own.device, own.dtype)
+            target = self._read(self.target, layer, step, tensors, own.device).to(own.dtype)
             return _match_batch(target, batch, "target_inversion").clone()
         if self.injection is Injection.KEYS_VALUES:
-            return self._reference_tokens(layer, step, grid, own)
+            return self._reference_tokens(layer, step, grid, own, tensors)
         out = own
         for i, obj in enumerate(self.objects):
-            reference = _match_batch(obj.reference.features.at(layer, step).to(own.device), batch, "reference_inversion")
+            reference = _match_batch(self._read(obj.reference, layer, step, tensors, own.device), batch, "reference_inversion")
             ref_grid = obj.reference.features.grids[layer]
             inside = self._mask_tokens(i, "target", grid, own.device)
             inside = torch.ones(batch, own.shape[1], dtype=torch.bool, device=own.device) if inside is None else inside.expand(batch, -1)
@@ -130,18 +179,21 @@ class EyeForEyePatch:
             out = rearrange_like(out, reference, index, inside)
         return out
 
-    def _reference_tokens(self, layer, step, grid, own):
+    def _reference_tokens(self, layer, step, grid, own, tensors):
         """The references' own tokens, unrearranged (one object, same grid as the target)."""
         if len(self.objects) != 1 or self.objects[0].reference.features.grids[layer] != grid:
             raise ValueError("key/value injection needs one reference of the target's size")
-        reference = self.objects[0].reference.features.at(layer, step).to(own.device, own.dtype)
+        reference = self._read(self.objects[0].reference, layer, step, tensors, own.device).to(own.dtype)
         return _match_batch(reference, own.shape[0], "reference_inversion")
 
     def __call__(self, n, context, value, extra_options):
         layer = layer_of(extra_options)
         if layer not in self.target.features.grids:
             return n, context, value
-        phase, step = self.phase_at(float(extra_options["sigmas"].flatten()[0]))
+        state = extra_options.get(CALL_KEY)
+        if state is None or state.owner is not self:  # called outside a model-call wrapper: read the sigma here
+            state = self.begin_call(float(extra_options["sigmas"].flatten()[0]))
+        phase, step = state.phase, state.step
         if phase is Phase.OFF:
             return n, context, value
         grid = self.target.features.grids[layer]
@@ -152,7 +204,7 @@ class EyeForEyePatch:
             )
         new = n.clone()
         for rows in cond_rows(extra_options, n.shape[0]):
-            new[rows] = self.replacement(n[rows], layer, grid, phase, step)
+            new[rows] = self.replacement(n[rows], layer, grid, phase, step, state.tensors)
         if self.injection is Injection.FEATURES:
             return new, new, new
         if self.injection is Injection.VALUES:

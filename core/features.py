@@ -7,7 +7,7 @@ A layer is named the way ComfyUI names attention blocks:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterable, Optional
 
 import torch
 
@@ -16,35 +16,70 @@ LayerKey = tuple[str, int, int]
 
 @dataclass(frozen=True)
 class FeatureBank:
-    """features[layer]: [steps, B, tokens, channels]; grids[layer]: the token grid (h, w).
+    """features[layer]: [rows, B, tokens, channels]; grids[layer]: the token grid (h, w).
 
-    Row k of every tensor belongs to absolute schedule step `first_step + k`.
+    Row k of every tensor belongs to absolute schedule step `steps[k]`.
     """
 
     features: dict[LayerKey, torch.Tensor]
     grids: dict[LayerKey, tuple[int, int]]
-    first_step: int
+    steps: tuple[int, ...]
+
+    @classmethod
+    def contiguous(cls, features, grids, first_step: int) -> "FeatureBank":
+        """A bank whose rows are the consecutive steps first_step, first_step + 1, ..."""
+        rows = next(iter(features.values())).shape[0] if features else 0
+        return cls(features, grids, tuple(range(first_step, first_step + rows)))
 
     @property
     def layers(self) -> list[LayerKey]:
         return list(self.features)
 
-    def at(self, layer: LayerKey, step: int) -> torch.Tensor:
-        """[B, tokens, channels] recorded at absolute schedule step `step`."""
-        return self.features[layer][step - self.first_step]
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.features.values())
+
+    def bytes_per_step(self) -> int:
+        return self.nbytes // max(1, len(self.steps))
 
     def has_step(self, step: int) -> bool:
-        count = next(iter(self.features.values())).shape[0] if self.features else 0
-        return 0 <= step - self.first_step < count
+        return step in self.steps
+
+    def at(self, layer: LayerKey, step: int) -> torch.Tensor:
+        """[B, tokens, channels] recorded at absolute schedule step `step` (a view, no copy)."""
+        if step not in self.steps:
+            raise ValueError(f"E4E: no features were kept for schedule step {step} (kept: {_ranges(self.steps)})")
+        return self.features[layer][self.steps.index(step)]
+
+    def only_steps(self, steps: Iterable[int]) -> "FeatureBank":
+        """A bank with the rows of `steps` only (copied, so the rest can be freed)."""
+        keep = sorted(set(steps))
+        missing = [s for s in keep if s not in self.steps]
+        if missing:
+            raise ValueError(f"E4E: no features were kept for schedule steps {missing[:5]}")
+        rows = torch.tensor([self.steps.index(s) for s in keep], dtype=torch.long)
+        features = {k: t.index_select(0, rows.to(t.device)) for k, t in self.features.items()}
+        return FeatureBank(features, dict(self.grids), tuple(keep))
+
+
+def _ranges(steps: tuple[int, ...]) -> str:
+    if not steps:
+        return "none"
+    if list(steps) == list(range(steps[0], steps[-1] + 1)):
+        return f"{steps[0]}..{steps[-1]}"
+    return ", ".join(map(str, steps[:8])) + (" ..." if len(steps) > 8 else "")
 
 
 @dataclass
 class FeatureRecorder:
-    """Collects one tensor per (layer, step); knows the step it is at from the caller."""
+    """Collects one tensor per (layer, step); knows the step it is at from the caller.
+
+    `storage_dtype` None keeps the dtype the model computed them in (fp32 models keep fp32).
+    """
 
     layers: frozenset
     storage_device: torch.device
-    storage_dtype: torch.dtype = torch.float16
+    storage_dtype: Optional[torch.dtype] = None
     step: Optional[int] = None
     _rows: dict = field(default_factory=dict)
     _grids: dict = field(default_factory=dict)
@@ -54,7 +89,7 @@ class FeatureRecorder:
 
     def capture(self, layer: LayerKey, grid: tuple[int, int], tokens: torch.Tensor) -> None:
         self._grids[layer] = grid
-        stored = tokens.detach().to(self.storage_device, self.storage_dtype)
+        stored = tokens.detach().to(self.storage_device, self.storage_dtype or tokens.dtype, copy=True)
         self._rows.setdefault(layer, {})[self.step] = stored
 
     def bank(self, first_step: int, last_step: int) -> FeatureBank:
@@ -64,8 +99,12 @@ class FeatureRecorder:
             missing = [s for s in expected if s not in by_step]
             if missing:
                 raise RuntimeError(f"E4E: no features were recorded for layer {layer} at steps {missing[:5]}")
-            features[layer] = torch.stack([by_step[s] for s in expected])
+            first = by_step[expected[0]]
+            stacked = first.new_empty((len(expected), *first.shape))
+            for k, s in enumerate(expected):
+                stacked[k] = by_step.pop(s)  # each step's copy is freed once stacked: peak is the bank plus one step
+            features[layer] = stacked
         if set(features) != set(self.layers):
             missing_layers = sorted(set(self.layers) - set(features))
             raise RuntimeError(f"E4E: the model never ran self-attention layers {missing_layers}")
-        return FeatureBank(features, dict(self._grids), first_step)
+        return FeatureBank(features, dict(self._grids), tuple(expected))

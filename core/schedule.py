@@ -32,3 +32,7 @@ class TransferSchedule:
 
     def is_empty(self, total_steps: int) -> bool:
         return all(self.phase(s, total_steps) is Phase.OFF for s in range(total_steps))
+
+    def steps_in(self, phase: Phase, total_steps: int) -> list[int]:
+        """The generation steps that run `phase`."""
+        return [s for s in range(total_steps) if self.phase(s, total_steps) is phase]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..core.attention_patch import EyeForEyePatch, Injection, TransferObject
 from ..core.inversion import Inversion, check_compatible
 from ..core.schedule import TransferSchedule
+from . import bank_placement
 from .api import CATEGORY, Correspondence, Inversion as InversionType, Objects, io
 from .model_info import check_supported, decoder_attention_layers, model_family
 from .objects import transfer_object
@@ -32,7 +33,9 @@ def apply_eye_for_eye(model, target: Inversion, objects: tuple[TransferObject, .
     patches["attn1_patch"] = [p for p in patches.get("attn1_patch", []) if not isinstance(p, EyeForEyePatch)]
     if injection is Injection.KEYS_VALUES and (len(objects) != 1 or objects[0].reference.latents.shape[-2:] != target.latents.shape[-2:]):
         raise ValueError("mode: key/value injection takes one reference inversion of the target's size")
-    patched.set_model_attn1_patch(EyeForEyePatch(target, tuple(objects), schedule, injection))
+    patch = EyeForEyePatch(target, tuple(objects), schedule, injection)
+    patched.set_model_attn1_patch(patch)
+    bank_placement.register(patched, patch)
     return patched
 
 

@@ -90,3 +90,18 @@ def test_mirror_aware_matching_keeps_the_better_orientation_and_maps_back(host):
     unmirrored = (planted // w) * w + (w - 1 - planted % w)
     assert bool(flipped[0]) and torch.equal(corr.index, unmirrored)
     assert torch.equal(corr_mod.mirror_tokens(corr_mod.mirror_tokens(seen, grid), grid), seen)
+
+
+def test_per_image_reference_masks_and_cosine_similarity(host):
+    """A mask per batch row takes the -inf path; the returned similarity is the winner's cosine."""
+    matching = host.pack.core.matching
+    g = torch.Generator().manual_seed(5)
+    query = torch.randn(2, 30, 12, generator=g) * torch.rand(2, 30, 1, generator=g) * 9  # rows of very different norms
+    reference = torch.randn(2, 25, 12, generator=g)
+    ref_mask = torch.rand(2, 25, generator=g) > 0.5
+    ref_mask[:, 0] = True
+    expected = torch.stack([published_nearest(query[b : b + 1], reference[b : b + 1], ref_mask[b : b + 1])[0] for b in range(2)])
+    index, similarity = matching.nearest_reference_index(query, reference, ref_mask, chunk_elements=53)
+    assert torch.equal(index, expected)
+    chosen = matching.gather_tokens(reference, index)
+    assert torch.allclose(similarity, torch.nn.functional.cosine_similarity(query, chosen, dim=-1), atol=1e-5)
