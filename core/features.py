@@ -44,7 +44,7 @@ class FeatureRecorder:
 
     layers: frozenset
     storage_device: torch.device
-    storage_dtype: torch.dtype = torch.float16
+    storage_dtype: Optional[torch.dtype] = None  # None: the dtype the model computes in (fp32 models keep fp32)
     step: Optional[int] = None
     _rows: dict = field(default_factory=dict)
     _grids: dict = field(default_factory=dict)
@@ -54,7 +54,7 @@ class FeatureRecorder:
 
     def capture(self, layer: LayerKey, grid: tuple[int, int], tokens: torch.Tensor) -> None:
         self._grids[layer] = grid
-        stored = tokens.detach().to(self.storage_device, self.storage_dtype)
+        stored = tokens.detach().to(self.storage_device, self.storage_dtype or tokens.dtype)
         self._rows.setdefault(layer, {})[self.step] = stored
 
     def bank(self, first_step: int, last_step: int) -> FeatureBank:
