@@ -79,7 +79,7 @@ class FeatureRecorder:
 
     layers: frozenset
     storage_device: torch.device
-    storage_dtype: Optional[torch.dtype] = None
+    storage_dtype: Optional[torch.dtype] = None  # None: the dtype the model computes in (fp32 models keep fp32)
     step: Optional[int] = None
     _rows: dict = field(default_factory=dict)
     _grids: dict = field(default_factory=dict)

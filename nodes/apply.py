@@ -4,16 +4,48 @@ from __future__ import annotations
 
 from ..core.attention_patch import EyeForEyePatch, Injection, TransferObject
 from ..core.inversion import Inversion, check_compatible
-from ..core.schedule import TransferSchedule
+from ..core.live_branches import FaithfulPatch, FeatureSource
+from ..core.published import Behaviour
+from ..core.schedule import Phase, TransferSchedule
 from . import bank_placement
 from .api import CATEGORY, Correspondence, Inversion as InversionType, Objects, io
-from .model_info import check_supported, decoder_attention_layers, model_family
+from .model_info import check_supported, decoder_attention_layers, finest_decoder_layers, model_family
 from .objects import transfer_object
 
 MODES = [mode.value for mode in Injection]
+SOURCES = [source.value for source in FeatureSource]
+BEHAVIOURS = [behaviour.value for behaviour in Behaviour]
 
 
-def apply_eye_for_eye(model, target: Inversion, objects: tuple[TransferObject, ...], schedule: TransferSchedule, injection: Injection):
+def _check_faithful(model, target: Inversion, objects, schedule: TransferSchedule, source: FeatureSource, behaviour: Behaviour) -> None:
+    if source is FeatureSource.LIVE:
+        for obj in objects:
+            if obj.reference.latents.shape[2:] != target.latents.shape[2:]:
+                raise ValueError(
+                    "feature_source: live branches denoise the reference in the target's batch, so every reference "
+                    f"latent must have the target's size ({tuple(target.latents.shape[2:])}); got "
+                    f"{tuple(obj.reference.latents.shape[2:])}: use 'recorded at inversion' or resize the reference"
+                )
+    elif not set(target.features.layers):
+        raise ValueError("feature_source: target_inversion recorded no features; use 'live branches'")
+    refreshes = any(schedule.phase(k, target.generation_steps) is Phase.REFRESH for k in range(target.generation_steps))
+    if source is FeatureSource.RECORDED and behaviour is Behaviour.PUBLISHED and refreshes:
+        raise ValueError(
+            "behaviour: the published structure refresh writes the unconditional result row from the target's "
+            "unconditional features, which an inversion does not record; use feature_source 'live branches' "
+            "(or refresh_every 0)"
+        )
+
+
+def apply_eye_for_eye(
+    model,
+    target: Inversion,
+    objects: tuple[TransferObject, ...],
+    schedule: TransferSchedule,
+    injection: Injection,
+    source: FeatureSource = FeatureSource.RECORDED,
+    behaviour: Behaviour = Behaviour.PAPER,
+):
     check_supported(model)
     if not objects:
         raise ValueError("objects: connect at least one Transfer Object")
@@ -33,9 +65,19 @@ def apply_eye_for_eye(model, target: Inversion, objects: tuple[TransferObject, .
     patches["attn1_patch"] = [p for p in patches.get("attn1_patch", []) if not isinstance(p, EyeForEyePatch)]
     if injection is Injection.KEYS_VALUES and (len(objects) != 1 or objects[0].reference.latents.shape[-2:] != target.latents.shape[-2:]):
         raise ValueError("mode: key/value injection takes one reference inversion of the target's size")
-    patch = EyeForEyePatch(target, tuple(objects), schedule, injection)
+    _check_faithful(model, target, objects, schedule, source, behaviour)
+    if source is FeatureSource.RECORDED and behaviour is Behaviour.PAPER:
+        patch = EyeForEyePatch(target, tuple(objects), schedule, injection)  # today's path, unchanged
+        patched.set_model_attn1_patch(patch)
+        bank_placement.register(patched, patch)  # scheduled rows on the GPU or streamed; one sigma read a call
+        return patched
+    patch = FaithfulPatch(
+        target, tuple(objects), schedule, injection, source=source, behaviour=behaviour,
+        live_layers=frozenset(finest_decoder_layers(model)),
+        last_sigma=float(model.get_model_object("model_sampling").sigma_min),
+    )
     patched.set_model_attn1_patch(patch)
-    bank_placement.register(patched, patch)
+    bank_placement.unregister(patched)  # an earlier recorded transfer's wrappers must not serve this patch
     return patched
 
 
@@ -46,6 +88,34 @@ def _schedule_inputs():
         io.Int.Input("refresh_every", default=5, min=0, max=1000, tooltip="Every n-th step from start uses the target's own features (structure refresh); 0 turns it off."),
         io.Int.Input("refresh_until", default=40, min=0, max=1000, tooltip="No structure refresh from this generation step on (published: 40)."),
         io.Combo.Input("mode", options=MODES, default=MODES[0], tooltip="Values only is the paper's V-injection ablation; keys and values without rearrangement is the cross-image attention baseline."),
+    ]
+
+
+def _faithful_inputs():
+    return [
+        io.Combo.Input(
+            "feature_source", options=SOURCES, default=SOURCES[0], optional=True,
+            tooltip=(
+                "Where the reference and target features come from. 'recorded at inversion' (fast): the features the "
+                "Invert nodes recorded. 'live branches' (as published): the sampler denoises the reference(s) and the "
+                "target alongside the result, at the sampling guidance, and their features are read at every step; "
+                "no stored features are needed and memory does not grow with steps, but each step costs up to three "
+                "times as much. The two agree when sampling cfg equals inversion cfg. Live needs the Eye-for-an-eye "
+                "KSampler or Replay Pieces SAMPLER and references of the target's size."
+            ),
+        ),
+        io.Combo.Input(
+            "behaviour", options=BEHAVIOURS, default=BEHAVIOURS[0], optional=True,
+            tooltip=(
+                "'paper': the rules as the paper describes them. 'published code': what the authors' code does: the "
+                "step counter runs one step behind (rearrangement and refresh start a step late); on refresh steps "
+                "the unconditional result takes the unconditional target's features and the conditional result keeps "
+                "its own; soft (bilinear) masks multiplied into the features, masked-out reference tokens as zero "
+                "vectors, every target token with a non-zero mask rearranged; AdaIN statistics where the resized "
+                "mask is exactly 1 (unbiased variance) with a soft blend; the last step lands on alpha_cumprod[0] "
+                "instead of sigma 0. With a refresh it needs feature_source 'live branches'."
+            ),
+        ),
     ]
 
 
@@ -76,15 +146,17 @@ class ApplyEyeForEye(io.ComfyNode):
                 io.Mask.Input("target_mask", optional=True, tooltip="Only target tokens inside this mask are rearranged."),
                 io.Mask.Input("reference_mask", optional=True, tooltip="Only reference tokens inside this mask can be chosen."),
                 Correspondence.Input("correspondence", optional=True, tooltip="A fixed correspondence (from Semantic Match) used at every step instead of per-step matching."),
-            ],
+            ]
+            + _faithful_inputs(),
             outputs=[io.Model.Output("patched_model", display_name="model", tooltip="A patched clone; the input MODEL is left as it was. Sample with it in KSampler (Eye-for-an-eye).")],
         )
 
     @classmethod
-    def execute(cls, model, reference_inversion, target_inversion, start, end, refresh_every, refresh_until, mode, target_mask=None, reference_mask=None, correspondence=None) -> io.NodeOutput:
+    def execute(cls, model, reference_inversion, target_inversion, start, end, refresh_every, refresh_until, mode, target_mask=None, reference_mask=None, correspondence=None,
+                feature_source=SOURCES[0], behaviour=BEHAVIOURS[0]) -> io.NodeOutput:
         obj = transfer_object(reference_inversion, target_mask, reference_mask, correspondence)
         schedule = _schedule(start, end, refresh_every, refresh_until)
-        return io.NodeOutput(apply_eye_for_eye(model, target_inversion, (obj,), schedule, Injection(mode)))
+        return io.NodeOutput(apply_eye_for_eye(model, target_inversion, (obj,), schedule, Injection(mode), FeatureSource(feature_source), Behaviour(behaviour)))
 
 
 class ApplyEyeForEyeObjects(io.ComfyNode):
@@ -103,11 +175,13 @@ class ApplyEyeForEyeObjects(io.ComfyNode):
                 InversionType.Input("target_inversion", tooltip="The structure image."),
                 Objects.Input("objects", tooltip="From chained Transfer Object nodes."),
             ]
-            + _schedule_inputs(),
+            + _schedule_inputs()
+            + _faithful_inputs(),
             outputs=[io.Model.Output("patched_model", display_name="model", tooltip="A patched clone; the input MODEL is left as it was. Sample with it in KSampler (Eye-for-an-eye).")],
         )
 
     @classmethod
-    def execute(cls, model, target_inversion, objects, start, end, refresh_every, refresh_until, mode) -> io.NodeOutput:
+    def execute(cls, model, target_inversion, objects, start, end, refresh_every, refresh_until, mode,
+                feature_source=SOURCES[0], behaviour=BEHAVIOURS[0]) -> io.NodeOutput:
         schedule = _schedule(start, end, refresh_every, refresh_until)
-        return io.NodeOutput(apply_eye_for_eye(model, target_inversion, tuple(objects), schedule, Injection(mode)))
+        return io.NodeOutput(apply_eye_for_eye(model, target_inversion, tuple(objects), schedule, Injection(mode), FeatureSource(feature_source), Behaviour(behaviour)))

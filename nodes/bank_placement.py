@@ -65,7 +65,12 @@ class ModelCall:
 
 def register(model, patch: EyeForEyePatch) -> None:
     """Add the wrappers to a (cloned) ModelPatcher, replacing those of an earlier transfer."""
-    for kind, wrapper in ((comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, SamplingRun(patch)),
-                          (comfy.patcher_extension.WrappersMP.APPLY_MODEL, ModelCall(patch))):
+    unregister(model)
+    model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, SamplingRun(patch))
+    model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY, ModelCall(patch))
+
+
+def unregister(model) -> None:
+    """Remove an earlier transfer's wrappers from a (cloned) ModelPatcher."""
+    for kind in (comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, comfy.patcher_extension.WrappersMP.APPLY_MODEL):
         model.remove_wrappers_with_key(kind, WRAPPER_KEY)
-        model.add_wrapper_with_key(kind, WRAPPER_KEY, wrapper)

@@ -74,6 +74,8 @@ def features_from_inversion(inversion, step: int, resolution: str, names: str) -
     if not 0 <= step < inversion.generation_steps:
         raise ValueError(f"step must be between 0 and {inversion.generation_steps - 1} (generation steps of the inversion), got {step}")
     bank = inversion.features
+    if not bank.layers:
+        raise ValueError("inversion: it was made with record_features off; invert again with it on, or use model, positive and latent")
     latent_height = inversion.latents.shape[-2]
     available = {layer: latent_height // bank.grids[layer][0] * inversion.image_downscale for layer in bank.layers}
     layers = choose_layers(available, resolution, names)

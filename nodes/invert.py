@@ -38,7 +38,7 @@ def _inversion_sampler(model, x0, sigmas, extra_args, callback, disable, *, skip
     return x0
 
 
-def invert_latent(model, positive, negative, latent: dict, steps: int, skip: int, cfg: float, seed: int, scheduler: str) -> Inversion:
+def invert_latent(model, positive, negative, latent: dict, steps: int, skip: int, cfg: float, seed: int, scheduler: str, record_features: bool = True) -> Inversion:
     check_supported(model)
     if not 0 <= skip < steps:
         raise ValueError(f"skip must be smaller than steps ({steps}), got {skip}")
@@ -48,7 +48,8 @@ def invert_latent(model, positive, negative, latent: dict, steps: int, skip: int
     steps = len(sigmas) - 1  # some schedulers (ddim_uniform) give a step more than asked for
 
     storage = comfy.model_management.intermediate_device()
-    recorder = FeatureRecorder(frozenset(finest_decoder_layers(model)), storage)
+    # Features are kept in the dtype the model computes in (fp32 models keep fp32).
+    recorder = FeatureRecorder(frozenset(finest_decoder_layers(model)) if record_features else frozenset(), storage)
     out: dict = {}
     run_recording(model, recorder, positive, negative, cfg, samples, sigmas, _inversion_sampler, seed, skip=skip, out=out)
 
@@ -91,10 +92,17 @@ class Invert(io.ComfyNode):
                 io.Float.Input("cfg", default=3.5, min=0.0, max=30.0, step=0.1, round=0.01, tooltip="Guidance during inversion (published: 3.5)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Seed of the independent noise draws."),
                 io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="ddim_uniform", tooltip="ddim_uniform matches the DDPM timesteps of the published code."),
+                io.Boolean.Input(
+                    "record_features", default=True, optional=True,
+                    tooltip=(
+                        "Record the self-attention features the transfer reads with feature source 'recorded at inversion' "
+                        "(memory grows with steps). Turn off when Apply uses 'live branches' (nothing stored)."
+                    ),
+                ),
             ],
             outputs=[InversionType.Output("inversion", display_name="inversion", tooltip="Noise maps, latents and features of the inverted image: connect to Apply Eye-for-an-eye and the KSampler.")],
         )
 
     @classmethod
-    def execute(cls, model, positive, negative, latent, steps, skip, cfg, seed, scheduler) -> io.NodeOutput:
-        return io.NodeOutput(invert_latent(model, positive, negative, latent, steps, skip, cfg, seed, scheduler))
+    def execute(cls, model, positive, negative, latent, steps, skip, cfg, seed, scheduler, record_features=True) -> io.NodeOutput:
+        return io.NodeOutput(invert_latent(model, positive, negative, latent, steps, skip, cfg, seed, scheduler, record_features))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -16,6 +17,8 @@ import latent_preview
 from ..core.ddpm import replay
 from ..core.inversion import Inversion, check_compatible
 from ..core.latent_adain import LatentAdain
+from ..core.live_branches import live_patch, transfer_patch
+from ..core.published import Behaviour, alpha_cumprod_sigma_scale, published_last_step
 from .api import CATEGORY, Inversion as InversionType, Objects, io
 from .objects import transfer_object
 from .model_info import check_supported, model_family
@@ -43,7 +46,12 @@ class InversionNoise:
 
 
 def _replay_sampler(model, x, sigmas, extra_args, callback, disable, *, target: Inversion, adain: Optional[LatentAdain]):
-    """A KSAMPLER function: DDPM steps with the target's noise maps, AdaIN late in sampling."""
+    """A KSAMPLER function: DDPM steps with the target's noise maps, AdaIN late in sampling.
+
+    With an Eye-for-an-eye patch set to 'live branches' on the model, the reference(s) and the
+    target are denoised in the same batch as the result (see core.live_branches); with
+    'published code', AdaIN and the last step follow the published rules.
+    """
     expected = target.generation_sigmas
     if len(sigmas) != len(expected) or not torch.allclose(sigmas.cpu().float(), expected, rtol=1e-5, atol=1e-7):
         raise ValueError(
@@ -51,20 +59,46 @@ def _replay_sampler(model, x, sigmas, extra_args, callback, disable, *, target: 
             f"got {len(sigmas) - 1} steps"
         )
     sigma_list = [float(s) for s in sigmas]
-    s_in = x.new_ones([x.shape[0]])
+    model_options = extra_args.get("model_options")
+    patch = transfer_patch(model_options)
+    live = live_patch(model_options)
+    if live is not None and live.target is not target:
+        raise ValueError("target_inversion: sample the target inversion that Apply Eye-for-an-eye (live branches) was given")
+    published = getattr(patch, "behaviour", None) is Behaviour.PUBLISHED
+    last_scale = 1.0
+    if published:
+        sigma_list = published_last_step(sigma_list, patch.last_sigma)
+        last_scale = alpha_cumprod_sigma_scale(patch.last_sigma)
+        if adain is not None:
+            adain = dataclasses.replace(adain, published=True)
+    result_rows = slice(0, x.shape[0]) if live is None else live.layout.result_rows()
+    x_start = x if live is None else live.start(x)
+    noise_maps = target.noise_maps if live is None else live.noise()
+    s_in = x_start.new_ones([x_start.shape[0]])
+    last = len(sigma_list) - 2
 
     def denoise(x, i):
         comfy.model_management.throw_exception_if_processing_interrupted()
         return model(x, sigma_list[i] * s_in, **extra_args)
 
+    def live_styles(x_next):
+        if live is None or adain is None:
+            return None
+        by_reference = {id(obj.reference): j for j, obj in enumerate(live.objects)}
+        rows = [by_reference.get(id(obj.reference)) for obj in adain.objects]
+        return [None if j is None else x_next[live.layout.reference_rows(j)] for j in rows]
+
     def after_step(i, x_next, denoised):
-        if adain is not None:
-            x_next = adain(i, x_next)
+        if i == last and last_scale != 1.0:
+            x_next = x_next * last_scale  # the published latent carries sqrt(alpha_cumprod[0]) there
+        if adain is not None and adain.active(i):
+            x_next = x_next.clone()
+            x_next[result_rows] = adain(i, x_next[result_rows], live_styles(x_next))
         if callback is not None:
-            callback({"x": x_next, "i": i, "sigma": sigma_list[i], "sigma_hat": sigma_list[i], "denoised": denoised})
+            callback({"x": x_next[result_rows], "i": i, "sigma": sigma_list[i], "sigma_hat": sigma_list[i], "denoised": denoised[result_rows]})
         return x_next
 
-    return replay(denoise, x, sigma_list, target.noise_maps, after_step)
+    return replay(denoise, x_start, sigma_list, noise_maps, after_step)[result_rows]
 
 
 def replay_sampler(target: Inversion, adain: Optional[LatentAdain] = None) -> comfy.samplers.KSAMPLER:
