@@ -1,7 +1,7 @@
 """The rules of the authors' published code where they differ from the paper's text.
 
 Read from sooyeon-go/eye_for_an_eye (generation stage) and restated here; see
-docs/FAITHFULNESS.md for every difference and the setting that removes it.
+README.md "Faithfulness" for every difference and the setting that removes it.
 """
 
 from __future__ import annotations
