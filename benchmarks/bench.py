@@ -12,7 +12,8 @@ Rows (every ratio has its baseline timed in this run, on these tensors or this m
 - sampling_overhead_recorded: E4E generation (Apply + E4E KSampler) over plain sampling
   (ComfyUI's ddpm sampler, same sigmas, cfg and latent) on a ComfyUI UNet with SD1.5's widths
   and attention layout, random weights;
-- sampling_overhead_live: null, there is no live mode yet;
+- sampling_overhead_live: the same with feature_source "live branches" (reference and target denoised
+  in the result's batch, nothing stored);
 - inversion_vs_cfg_sampling: Invert over plain CFG sampling of the same steps;
 - bank_mb_per_image_*: feature bytes the transfer keeps per image (the reference's working set,
   fp16) at the published schedule, computed from the UNet's layer shapes.
@@ -224,9 +225,12 @@ def bench_sampling(host_nodes, name, config, latent_side, steps, skip, schedule,
                    skip=skip, cfg=invert_cfg, seed=7, scheduler="ddim_uniform")[0]
 
     target, reference = invert(0), invert(1)
-    (patched,) = run("E4E_ApplyEyeForEye", model=model, reference_inversion=reference, target_inversion=target,
-                     start=schedule.start, end=schedule.end, refresh_every=schedule.refresh_every,
-                     refresh_until=schedule.refresh_until, mode="rearrange features (q, k, v)")
+    def apply(source):
+        return run("E4E_ApplyEyeForEye", model=model, reference_inversion=reference, target_inversion=target,
+                   start=schedule.start, end=schedule.end, refresh_every=schedule.refresh_every,
+                   refresh_until=schedule.refresh_until, mode="rearrange features (q, k, v)", feature_source=source)[0]
+
+    patched, patched_live = apply("recorded at inversion"), apply("live branches")
 
     def plain(cfg):
         guider = comfy.samplers.CFGGuider(model)
@@ -236,23 +240,25 @@ def bench_sampling(host_nodes, name, config, latent_side, steps, skip, schedule,
         return guider.sample(noise, latents[0]["samples"], comfy.samplers.sampler_object("ddpm"), target.generation_sigmas,
                              disable_pbar=True, seed=0)
 
-    def e4e():
-        return run("E4E_KSampler", model=patched, positive=positive, negative=negative, target_inversion=target,
+    def e4e(model=patched):
+        return run("E4E_KSampler", model=model, positive=positive, negative=negative, target_inversion=target,
                    reference_inversion=reference, cfg=sample_cfg, adain_start=adain_start)
 
     peak = {}
     if device.type == "cuda":
-        for label, fn in (("plain", lambda: plain(sample_cfg)), ("e4e", e4e)):
+        for label, fn in (("plain", lambda: plain(sample_cfg)), ("e4e", e4e), ("e4e_live", lambda: e4e(patched_live))):
             torch.cuda.reset_peak_memory_stats()
             fn()
             peak[label] = torch.cuda.max_memory_allocated() / 2**20
-    t_plain, t_e4e, t_invert = best_of([lambda: plain(sample_cfg), e4e, lambda: invert(0)], device, repeat)
+    t_plain, t_e4e, t_live, t_invert = best_of([lambda: plain(sample_cfg), e4e, lambda: e4e(patched_live), lambda: invert(0)],
+                                               device, repeat)
     store = next(p for p in patched.model_options["transformer_options"]["patches"]["attn1_patch"] if hasattr(p, "store")).store
     gen = steps - skip
     row = {"unet": name, "latent": latent_side, "steps": steps, "skip": skip, "generation_steps": gen,
            "schedule": schedule.__dict__, "plain_s": t_plain, "e4e_s": t_e4e, "invert_s": t_invert,
            "plain_s_per_step": t_plain / gen, "e4e_s_per_step": t_e4e / gen,
-           "e4e_over_plain": t_e4e / t_plain, "invert_over_cfg_sampling": t_invert / t_plain,
+           "e4e_over_plain": t_e4e / t_plain, "e4e_live_s": t_live, "e4e_live_over_plain": t_live / t_plain,
+           "invert_over_cfg_sampling": t_invert / t_plain,
            "bank_recorded_mb": (target.features.nbytes + reference.features.nbytes) / 2**20,
            "bank_kept_by_transfer_mb": store.nbytes / 2**20, "feature_dtype": str(next(iter(target.features.features.values())).dtype)}
     if peak:
@@ -326,7 +332,7 @@ def main():
         "matching_identical_indices": all(r["identical_indices"] for r in matching if "identical_indices" in r),
         "matching_peak_extra_mb_128": peak_mb,
         "sampling_overhead_recorded": sd15["e4e_over_plain"],
-        "sampling_overhead_live": None,  # no live mode exists yet
+        "sampling_overhead_live": sd15["e4e_live_over_plain"],
         "inversion_vs_cfg_sampling": sd15["invert_over_cfg_sampling"],
         "bank_mb_per_image_sd15_512": sizes["sd15_512"]["reference_mb"],
         "bank_mb_per_image_sdxl_1024": sizes["sdxl_1024"]["reference_mb"],

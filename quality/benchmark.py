@@ -5,6 +5,8 @@ orientation reported separately) run through the pack's real nodes, loaded by Co
 loader, on the tiny creature diffusion model trained here (tests/assets/creatures_unet.*):
 
 - e4e_per_step:  Apply Eye-for-an-eye (per-step matching) + KSampler (Eye-for-an-eye) with AdaIN
+- e4e_live:      the same with feature_source "live branches" (reference and target denoised beside the
+                 result at the sampling guidance, as the published code does)
 - e4e_fixed:     the same with a fixed correspondence from Extract Features + Semantic Match
 - e4e_fixed_mirror: the same, Semantic Match also trying the mirrored reference (mirror-aware)
 - e4e_oracle:    a diagnostic: the fixed correspondence taken from the generator's ground truth
@@ -40,7 +42,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 from quality import creature_model as cm  # noqa: E402
 from quality.creatures import PART_NAMES, Creatures, draw_creatures  # noqa: E402
 
-METHODS = ("e4e_per_step", "e4e_fixed", "e4e_fixed_mirror", "e4e_oracle", "values_only", "kv_swap", "adain_only", "plain_replay")
+METHODS = ("e4e_per_step", "e4e_live", "e4e_fixed", "e4e_fixed_mirror", "e4e_oracle", "values_only", "kv_swap", "adain_only", "plain_replay")
 FOREGROUND_DELTA_E = 20.0  # a result pixel this far (Lab) from the target's background colour is creature
 
 
@@ -74,13 +76,15 @@ def transfer(nodes, model, method: str, target_inv, reference_inv, t: Creatures,
     cond = cm.empty_conditioning()
     masks = {"target_mask": as_mask(t.foreground), "reference_mask": as_mask(r.foreground)}
     schedule = dict(start=s.start, end=-1, refresh_every=s.refresh_every, refresh_until=s.refresh_until)
-    modes = {"e4e_per_step": "rearrange features (q, k, v)", "e4e_fixed": "rearrange features (q, k, v)",
+    modes = {"e4e_per_step": "rearrange features (q, k, v)", "e4e_live": "rearrange features (q, k, v)", "e4e_fixed": "rearrange features (q, k, v)",
              "e4e_fixed_mirror": "rearrange features (q, k, v)", "e4e_oracle": "rearrange features (q, k, v)", "values_only": "rearrange values only", "kv_swap": "reference keys and values, no rearrangement"}
     sampling_model = model
     if method in modes:
         extra = dict(masks) if method != "kv_swap" else {}
         if method.startswith("e4e_fixed"):
             extra["correspondence"] = fixed_correspondence(nodes, model, t, r, s, mirror=method.endswith("mirror"))
+        if method == "e4e_live":
+            extra["feature_source"] = "live branches"
         if method == "e4e_oracle":
             extra["correspondence"] = ground_truth_correspondence(t, r, grid=(cm.LATENT_SIZE, cm.LATENT_SIZE))
         (sampling_model,) = run_node(nodes, "E4E_ApplyEyeForEye", model=model, reference_inversion=reference_inv,
@@ -230,7 +234,7 @@ def run(nodes, model, pairs: int, settings: Settings, batch: int, out_dir: Path,
 def summary_keys(methods: dict) -> dict:
     """The headline figures: the best real Eye-for-an-eye mode (the oracle is a diagnostic) and its baselines."""
     same = {m: rows["same"] for m, rows in methods.items()}
-    e4e = {m: same[m]["part_colour_accuracy"] for m in ("e4e_per_step", "e4e_fixed", "e4e_fixed_mirror")}
+    e4e = {m: same[m]["part_colour_accuracy"] for m in ("e4e_per_step", "e4e_live", "e4e_fixed", "e4e_fixed_mirror")}
     best = max(e4e, key=e4e.get)
     return {
         "e4e_best_mode": best,
