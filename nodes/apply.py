@@ -6,8 +6,9 @@ from ..core.attention_patch import EyeForEyePatch, Injection, TransferObject
 from ..core.inversion import Inversion, check_compatible
 from ..core.schedule import TransferSchedule
 from .api import CATEGORY, Correspondence, Inversion as InversionType, Objects, io
-from .model_info import check_supported, decoder_attention_layers, model_family
-from .objects import transfer_object
+from .model_info import check_same_model, check_supported, decoder_attention_layers
+from .objects import check_object_fits, transfer_object
+from .validation import refuse, verdict, widget_problems, window_problems
 
 MODES = [mode.value for mode in Injection]
 
@@ -16,13 +17,21 @@ def apply_eye_for_eye(model, target: Inversion, objects: tuple[TransferObject, .
     check_supported(model)
     if not objects:
         raise ValueError("objects: connect at least one Transfer Object")
-    for obj in objects:
+    check_same_model(model, target, "target_inversion")
+    for k, obj in enumerate(objects):
+        label = "" if len(objects) == 1 else f"objects: Transfer Object #{k + 1}'s "
+        check_same_model(model, obj.reference, f"{label}reference_inversion")
         check_compatible(obj.reference, target)
+        check_object_fits(obj, target, label)
         corr = obj.correspondence
         if corr is not None and corr.index.shape[0] not in (1, target.latents.shape[1]):
             raise ValueError(f"correspondence has a batch of {corr.index.shape[0]} but target_inversion has {target.latents.shape[1]}")
-    if model_family(model) != target.model_family:
-        raise ValueError(f"model is {model_family(model)} but the inversions were made with {target.model_family}: use the same MODEL")
+    if schedule.is_empty(target.generation_steps):
+        raise ValueError(
+            f"start/end: the window from generation step {schedule.start} to {'the end' if schedule.end < 0 else schedule.end} "
+            f"holds none of the inversions' {target.generation_steps} generation steps (steps - skip), so nothing would "
+            f"change: choose a start below {target.generation_steps}"
+        )
     known = {layer.key for layer in decoder_attention_layers(model)}
     if not set(target.features.layers) <= known:
         raise ValueError("model does not have the attention layers the inversions recorded: invert with this MODEL")
@@ -46,8 +55,13 @@ def _schedule_inputs():
     ]
 
 
-def _schedule(start, end, refresh_every, refresh_until) -> TransferSchedule:
+def _schedule(cls, start, end, refresh_every, refresh_until, mode) -> TransferSchedule:
+    refuse(_schedule_problems(cls, start, end, refresh_every, refresh_until, mode))
     return TransferSchedule(start=start, end=end, refresh_every=refresh_every, refresh_until=refresh_until)
+
+
+def _schedule_problems(cls, start, end, refresh_every, refresh_until, mode) -> list[str]:
+    return widget_problems(cls, start=start, end=end, refresh_every=refresh_every, refresh_until=refresh_until, mode=mode) + window_problems(start, end)
 
 
 class ApplyEyeForEye(io.ComfyNode):
@@ -72,16 +86,20 @@ class ApplyEyeForEye(io.ComfyNode):
             + [
                 io.Mask.Input("target_mask", optional=True, tooltip="Only target tokens inside this mask are rearranged."),
                 io.Mask.Input("reference_mask", optional=True, tooltip="Only reference tokens inside this mask can be chosen."),
-                Correspondence.Input("correspondence", optional=True, tooltip="A fixed correspondence (from Semantic Match) used at every step instead of per-step matching."),
+                Correspondence.Input("correspondence", optional=True, tooltip="A fixed correspondence (from Semantic Match) used at every step instead of per-step matching. Compute it from the same two latents that were inverted; its features may come from another model or resolution (it is resampled to the transfer's grids)."),
             ],
             outputs=[io.Model.Output(tooltip="A patched clone; the input MODEL is left as it was.")],
         )
 
     @classmethod
     def execute(cls, model, reference_inversion, target_inversion, start, end, refresh_every, refresh_until, mode, target_mask=None, reference_mask=None, correspondence=None) -> io.NodeOutput:
-        obj = transfer_object(reference_inversion, target_mask, reference_mask, correspondence)
-        schedule = _schedule(start, end, refresh_every, refresh_until)
+        schedule = _schedule(cls, start, end, refresh_every, refresh_until, mode)
+        obj = transfer_object(reference_inversion, target_mask, reference_mask, correspondence, target=target_inversion)
         return io.NodeOutput(apply_eye_for_eye(model, target_inversion, (obj,), schedule, Injection(mode)))
+
+    @classmethod
+    def validate_inputs(cls, start=None, end=None, refresh_every=None, refresh_until=None, mode=None):
+        return verdict(_schedule_problems(cls, start, end, refresh_every, refresh_until, mode))
 
 
 class ApplyEyeForEyeObjects(io.ComfyNode):
@@ -106,5 +124,9 @@ class ApplyEyeForEyeObjects(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, target_inversion, objects, start, end, refresh_every, refresh_until, mode) -> io.NodeOutput:
-        schedule = _schedule(start, end, refresh_every, refresh_until)
+        schedule = _schedule(cls, start, end, refresh_every, refresh_until, mode)
         return io.NodeOutput(apply_eye_for_eye(model, target_inversion, tuple(objects), schedule, Injection(mode)))
+
+    @classmethod
+    def validate_inputs(cls, start=None, end=None, refresh_every=None, refresh_until=None, mode=None):
+        return verdict(_schedule_problems(cls, start, end, refresh_every, refresh_until, mode))

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import types
+
 import comfy.model_sampling
+import comfy.supported_models
 from comfy.ldm.modules.attention import SpatialTransformer
 from comfy.ldm.modules.diffusionmodules.openaimodel import Upsample
 
+from ..core.attention_patch import EyeForEyePatch, RecordingPatch
 from ..core.features import LayerKey
+
+# UNet families whose decoder self-attention the transfer patches (subclasses such as SSD1B count too).
+SUPPORTED_FAMILIES = (
+    comfy.supported_models.SD15,
+    comfy.supported_models.SD20,
+    comfy.supported_models.SDXL,
+    comfy.supported_models.SDXLRefiner,
+)
+SUPPORTED_TEXT = "SD1.x, SD2.x (eps or v prediction) and SDXL UNets"
 
 
 class UnsupportedModelError(ValueError):
@@ -31,6 +44,12 @@ def model_family(model) -> str:
 
 
 def check_supported(model, input_name: str = "model") -> None:
+    config = model.model.model_config
+    if not isinstance(config, SUPPORTED_FAMILIES):
+        raise UnsupportedModelError(
+            f"{input_name}: the MODEL is a {model_family(model)} model, which Eye-for-an-eye does not support; "
+            f"it supports {SUPPORTED_TEXT}: load one of those"
+        )
     sampling = model.get_model_object("model_sampling")
     epsilon_like = isinstance(sampling, comfy.model_sampling.EPS) and not isinstance(sampling, comfy.model_sampling.X0)
     if not epsilon_like:
@@ -68,3 +87,71 @@ def finest_decoder_layers(model, resolutions: int = 2) -> list[LayerKey]:
     if not scales:
         raise UnsupportedModelError(f"model: {model_family(model)} has no self-attention in its UNet decoder")
     return [layer.key for layer in layers if layer.downscale in scales]
+
+
+def unet_downscale(model) -> int:
+    """Latent cells per token at the UNet's coarsest level (2 ** number of decoder upsamples)."""
+    blocks = model.get_model_object("diffusion_model").output_blocks
+    return 2 ** sum(isinstance(m, Upsample) for block in blocks for m in block)
+
+
+def _callable_name(fn) -> str:
+    """A plain function (the closures of FreeU, SAG, ... nodes) by name and identity; other callables by type
+    (ModelPatcher.clone() deep-copies those, so their identity changes without the patch changing)."""
+    if isinstance(fn, (types.FunctionType, types.MethodType)):
+        return f"{fn.__qualname__}@{id(fn):x}"
+    return type(fn).__qualname__
+
+
+def _ours(fn) -> bool:
+    return isinstance(fn, (EyeForEyePatch, RecordingPatch))
+
+
+def model_fingerprint(model) -> str:
+    """A cheap, readable identity of a MODEL as ComfyUI's ModelPatcher sees it.
+
+    It detects: another loaded model (a different BaseModel object: another checkpoint, or the same file loaded
+    by another loader node), another set of weight patches (LoRA and the like: ModelPatcher.patches_uuid changes
+    on every add_patches, so two LoRA loader nodes count as different even with the same file), object patches
+    (e.g. a replaced model_sampling), and the patches registered in model_options (FreeU's output-block patch,
+    attention patches and replacements, cfg functions, model wrappers) by name and, for plain functions,
+    identity. Eye-for-an-eye's own patches are left out, so Apply's output matches the model it was given.
+    It does not look at weight values (cost), at hooks or at ModelPatcher wrappers/callbacks.
+    """
+    parts = [f"{model_family(model)} weights@{id(model.model):x}"]
+    if model.patches:
+        parts.append(f"{len(model.patches)} patched weights (patch set {str(model.patches_uuid)[:8]})")
+    for key in sorted(model.object_patches):
+        parts.append(f"object {key}: {type(model.object_patches[key]).__qualname__}@{id(model.object_patches[key]):x}")
+    transformer = model.model_options.get("transformer_options", {})
+    for name, fns in sorted(transformer.get("patches", {}).items()):
+        names = [_callable_name(fn) for fn in fns if not _ours(fn)]
+        if names:
+            parts.append(f"{name}: {', '.join(names)}")
+    for name, by_block in sorted(transformer.get("patches_replace", {}).items()):
+        for block, fn in sorted(by_block.items(), key=repr):
+            parts.append(f"{name} {block}: {_callable_name(fn)}")
+    for key, value in sorted(model.model_options.items()):
+        if key == "transformer_options":
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        names = [_callable_name(v) for v in values if callable(v)]
+        if names:
+            parts.append(f"{key}: {', '.join(names)}")
+    return "; ".join(parts)
+
+
+def check_same_model(model, inversion, inversion_name: str, input_name: str = "model") -> None:
+    """Refuse an inversion made by another model (family, weights or patches)."""
+    if model_family(model) != inversion.model_family:
+        raise ValueError(
+            f"{input_name} is a {model_family(model)} model but {inversion_name} was made with a "
+            f"{inversion.model_family} model: connect the MODEL the Invert node got (invert with this MODEL)"
+        )
+    mine = model_fingerprint(model)
+    if inversion.made_by and mine != inversion.made_by:
+        raise ValueError(
+            f"{input_name} [{mine}] is not the model {inversion_name} was made with [{inversion.made_by}]: "
+            "connect the same MODEL output to the Invert nodes and here (apply LoRA / FreeU before Invert), "
+            "or invert with this MODEL"
+        )
