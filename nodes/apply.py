@@ -84,8 +84,8 @@ class ApplyEyeForEye(io.ComfyNode):
             ]
             + _schedule_inputs()
             + [
-                io.Mask.Input("target_mask", optional=True, tooltip="Only target tokens inside this mask are rearranged."),
-                io.Mask.Input("reference_mask", optional=True, tooltip="Only reference tokens inside this mask can be chosen."),
+                io.Mask.Input("target_mask", optional=True, tooltip="Only target tokens inside this mask are rearranged. The target image's mask (any resolution with its framing; 1 or one per image)."),
+                io.Mask.Input("reference_mask", optional=True, tooltip="Only reference tokens inside this mask can be chosen. The reference image's mask (any resolution with its framing)."),
                 Correspondence.Input("correspondence", optional=True, tooltip="A fixed correspondence (from Semantic Match) used at every step instead of per-step matching. Compute it from the same two latents that were inverted; its features may come from another model or resolution (it is resampled to the transfer's grids)."),
             ],
             outputs=[io.Model.Output(tooltip="A patched clone; the input MODEL is left as it was.")],

@@ -55,7 +55,7 @@ def refuse(problems: list[str]) -> None:
 def window_problems(start: Optional[int], end: Optional[int]) -> list[str]:
     if start is None or end is None or end < 0 or start < end:
         return []
-    return [f"start/end: start {start} is not before end {end}, so no step would be rearranged: make end larger than start, or -1 to run to the last step"]
+    return [f"start: got {start}, which is not before end ({end}), so no step would be rearranged: make end larger than start, or -1 to run to the last step"]
 
 
 def check_image_latent(samples: torch.Tensor, name: str, channels: int, min_cells: int, pixels_per_cell: int) -> None:
@@ -90,21 +90,27 @@ def fitting_mask(mask: torch.Tensor, name: str, image_size, batch: Optional[int]
 def check_mask_fits(masks: torch.Tensor, name: str, image_size, batch: Optional[int], image_name: str, pixels_per_cell: int = 8) -> None:
     """masks float [B, 1, H, W] against an image of `image_size` (height, width) and `batch` (None: unknown).
 
-    ComfyUI's VAE Encode crops images to a multiple of the VAE's cell, so a mask up to one cell larger is the
-    same image's mask. Other sizes or aspect ratios would be stretched onto the image: refused.
+    A mask at another resolution with the same framing (aspect ratio) is scaled onto the image; ComfyUI's VAE
+    Encode crops images to a multiple of the VAE's cell, so the aspect ratio may differ by up to one cell. Any
+    other mask would be stretched onto the image: refused.
     """
     if image_size is not None:
-        mh, mw = masks.shape[-2:]
-        h, w = image_size
-        if not (h <= mh < h + pixels_per_cell and w <= mw < w + pixels_per_cell):
-            raise ValueError(
-                f"{name}: got a {mw}x{mh} mask but {image_name} is a {w}x{h} image: "
-                f"use the mask of that image (or scale it to {w}x{h} with the same framing)"
-            )
+        check_framing(name, "mask", tuple(masks.shape[-2:]), image_size, image_name, pixels_per_cell)
     if batch is not None and masks.shape[0] not in (1, batch):
         raise ValueError(
             f"{name}: got a batch of {masks.shape[0]} masks but {image_name} has a batch of {batch}: "
             f"give 1 mask (used for every image) or {batch}"
+        )
+
+
+def check_framing(name: str, kind: str, size, image_size, image_name: str, pixels_per_cell: int = 8) -> None:
+    """Refuse a picture of `size` (height, width) whose aspect ratio differs from `image_size`'s by more than
+    one latent cell: it would be stretched onto the image."""
+    (mh, mw), (h, w) = size, image_size
+    if abs(mw * h / mh - w) > pixels_per_cell and abs(mh * w / mw - h) > pixels_per_cell:
+        raise ValueError(
+            f"{name}: got a {mw}x{mh} {kind} but {image_name} is {w}x{h}: another aspect ratio, so it would be "
+            f"stretched: use the {kind} of that image ({w}x{h}, or any size with the same framing)"
         )
 
 

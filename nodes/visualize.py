@@ -6,7 +6,7 @@ import torch
 
 from ..core.visualize import confidence_heatmap, match_lines, warp_reference
 from .api import CATEGORY, Correspondence, io, ui
-from .validation import verdict, widget_problems
+from .validation import check_framing, verdict, widget_problems
 
 
 def _check_batch(name: str, image: torch.Tensor, batch: int, made_for=None, cell: int = 8) -> None:
@@ -15,13 +15,7 @@ def _check_batch(name: str, image: torch.Tensor, batch: int, made_for=None, cell
     if image.shape[0] not in (1, batch):
         raise ValueError(f"{name} has a batch of {image.shape[0]} but the correspondence has {batch}: use 1 image or {batch}")
     if made_for is not None:
-        h, w = made_for
-        ih, iw = image.shape[1:3]
-        if not (h <= ih < h + cell and w <= iw < w + cell):
-            raise ValueError(
-                f"{name}: got a {iw}x{ih} image but the correspondence was computed for a {w}x{h} image: "
-                "connect the image the correspondence's features were extracted from"
-            )
+        check_framing(name, "image", tuple(image.shape[1:3]), made_for, "the image the correspondence was computed for", cell)
 
 
 class VisualizeCorrespondence(io.ComfyNode):
