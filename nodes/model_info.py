@@ -11,7 +11,6 @@ import comfy.supported_models
 from comfy.ldm.modules.attention import SpatialTransformer
 from comfy.ldm.modules.diffusionmodules.openaimodel import Upsample
 
-from ..core.attention_patch import EyeForEyePatch, RecordingPatch
 from ..core.features import LayerKey
 
 # UNet families whose decoder self-attention the transfer patches (subclasses such as SSD1B count too).
@@ -95,16 +94,16 @@ def unet_downscale(model) -> int:
     return 2 ** sum(isinstance(m, Upsample) for block in blocks for m in block)
 
 
-def _callable_name(fn) -> str:
-    """A plain function (the closures of FreeU, SAG, ... nodes) by name and identity; other callables by type
-    (ModelPatcher.clone() deep-copies those, so their identity changes without the patch changing)."""
+def _function_name(fn) -> str | None:
+    """A plain function or method (the closures FreeU, SAG, PAG ... register) by name and identity; None for
+    other callables: ModelPatcher.clone() deep-copies those, so their identity cannot be followed."""
     if isinstance(fn, (types.FunctionType, types.MethodType)):
         return f"{fn.__qualname__}@{id(fn):x}"
-    return type(fn).__qualname__
+    return None
 
 
-def _ours(fn) -> bool:
-    return isinstance(fn, (EyeForEyePatch, RecordingPatch))
+def _names(fns) -> list[str]:
+    return [name for name in map(_function_name, fns) if name is not None]
 
 
 def model_fingerprint(model) -> str:
@@ -113,10 +112,10 @@ def model_fingerprint(model) -> str:
     It detects: another loaded model (a different BaseModel object: another checkpoint, or the same file loaded
     by another loader node), another set of weight patches (LoRA and the like: ModelPatcher.patches_uuid changes
     on every add_patches, so two LoRA loader nodes count as different even with the same file), object patches
-    (e.g. a replaced model_sampling), and the patches registered in model_options (FreeU's output-block patch,
-    attention patches and replacements, cfg functions, model wrappers) by name and, for plain functions,
-    identity. Eye-for-an-eye's own patches are left out, so Apply's output matches the model it was given.
-    It does not look at weight values (cost), at hooks or at ModelPatcher wrappers/callbacks.
+    (e.g. a replaced model_sampling), and the plain functions registered in model_options (FreeU's output-block
+    patch, attention patches and replacements, cfg functions, model wrappers) by name and identity.
+    It does not see weight values (cost), hooks, ModelPatcher wrappers/callbacks, or patches that are callable
+    objects rather than functions (Eye-for-an-eye's own, observers): those may differ between Invert and Apply.
     """
     parts = [f"{model_family(model)} weights@{id(model.model):x}"]
     if model.patches:
@@ -125,19 +124,16 @@ def model_fingerprint(model) -> str:
         parts.append(f"object {key}: {type(model.object_patches[key]).__qualname__}@{id(model.object_patches[key]):x}")
     transformer = model.model_options.get("transformer_options", {})
     for name, fns in sorted(transformer.get("patches", {}).items()):
-        names = [_callable_name(fn) for fn in fns if not _ours(fn)]
-        if names:
-            parts.append(f"{name}: {', '.join(names)}")
+        if _names(fns):
+            parts.append(f"{name}: {', '.join(_names(fns))}")
     for name, by_block in sorted(transformer.get("patches_replace", {}).items()):
         for block, fn in sorted(by_block.items(), key=repr):
-            parts.append(f"{name} {block}: {_callable_name(fn)}")
+            if _names([fn]):
+                parts.append(f"{name} {block}: {_names([fn])[0]}")
     for key, value in sorted(model.model_options.items()):
-        if key == "transformer_options":
-            continue
         values = value if isinstance(value, (list, tuple)) else [value]
-        names = [_callable_name(v) for v in values if callable(v)]
-        if names:
-            parts.append(f"{key}: {', '.join(names)}")
+        if key != "transformer_options" and _names(values):
+            parts.append(f"{key}: {', '.join(_names(values))}")
     return "; ".join(parts)
 
 

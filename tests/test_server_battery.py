@@ -253,7 +253,7 @@ def run_good(server) -> "np.ndarray":  # noqa: F821
 
 @pytest.fixture(scope="module")
 def server():
-    with start_server("battery-base") as running:
+    with start_server("battery-base", timeout=900) as running:
         write_tiny_sd15_checkpoint(running.base / "models" / "checkpoints" / CHECKPOINT_NAME)
         write_demo_images(running.base / "input")
         yield running
