@@ -21,6 +21,10 @@ class ImageFeatures:
     grid: Grid
     layers: tuple  # names of the layers the channels come from
     source: str  # how they were made, for display
+    # Provenance: the image (pixels, height x width), the latent's digest and the model (fingerprint) they describe.
+    image_size: Optional[Grid] = None
+    digest: str = ""
+    made_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,12 @@ class Correspondence:
     valid: torch.Tensor  # [B, ht * wt] bool
     target_grid: Grid
     reference_grid: Grid
+    # Provenance: what it was computed for (empty when unknown, e.g. built by hand).
+    target_digest: str = ""
+    reference_digest: str = ""
+    target_image_size: Optional[Grid] = None
+    reference_image_size: Optional[Grid] = None
+    layers: tuple = ()
 
     def reference_coordinates(self) -> torch.Tensor:
         """[B, 2, ht, wt]: (x, y) of each matched reference token centre, in [0, 1] of the reference image."""
@@ -70,7 +80,11 @@ def semantic_match(
         back, _ = nearest_reference_index(reference.tokens.expand(target.tokens.shape[0], -1, -1), target.tokens, target_mask)
         round_trip = torch.gather(back, 1, index)
         valid &= round_trip == torch.arange(index.shape[1], device=index.device)
-    return Correspondence(index, similarity, valid, target.grid, reference.grid)
+    return Correspondence(index, similarity, valid, target.grid, reference.grid, *_provenance(target, reference))
+
+
+def _provenance(target: ImageFeatures, reference: ImageFeatures) -> tuple:
+    return target.digest, reference.digest, target.image_size, reference.image_size, tuple(target.layers)
 
 
 def token_centres(grid: Grid) -> torch.Tensor:
@@ -144,5 +158,6 @@ def mirror_aware_match(
         torch.where(pick, mirror.valid, direct.valid),
         target.grid,
         reference.grid,
+        *_provenance(target, reference),
     )
     return chosen, flipped

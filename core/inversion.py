@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -29,6 +30,33 @@ class Inversion:
     starts_at_max_sigma: bool  # ComfyUI scales the first noise differently there
     model_family: str  # e.g. "SD15"; used to refuse mixing inversions of different models
     image_downscale: int = 8  # image pixels per latent cell
+    # Provenance (see nodes/model_info.model_fingerprint): which model made it, from which latent, how.
+    made_by: str = ""  # model fingerprint; "" when unknown (then only the family is compared)
+    source_digest: str = ""  # core.provenance.tensor_digest(source_latent)
+    seed: Optional[int] = None
+    cfg: Optional[float] = None
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) in image pixels of the image that was inverted."""
+        h, w = self.latents.shape[-2:]
+        return int(h) * self.image_downscale, int(w) * self.image_downscale
+
+    @property
+    def batch(self) -> int:
+        return int(self.latents.shape[1])
+
+    def describe(self) -> str:
+        """What a user can recognise an inversion by, for error messages."""
+        h, w = self.image_size
+        text = f"a {w}x{h} image"
+        if self.source_digest:
+            text += f" (latent #{self.source_digest[:8]})"
+        if self.seed is not None:
+            text += f", seed {self.seed}"
+        if self.cfg is not None:
+            text += f", cfg {self.cfg:g}"
+        return text + f", {self.steps} steps, skip {self.skip}"
 
     @property
     def steps(self) -> int:
@@ -72,6 +100,11 @@ def check_compatible(reference: Inversion, target: Inversion) -> None:
             f"(steps {reference.steps}/{target.steps}, skip {reference.skip}/{target.skip}): "
             "give both Invert nodes the same steps, skip and scheduler"
         )
+    if reference.made_by and target.made_by and reference.made_by != target.made_by:
+        raise ValueError(
+            f"reference_inversion was made with the model [{reference.made_by}] and target_inversion with "
+            f"[{target.made_by}]: invert both with the same MODEL (the same output of the same loader/LoRA/FreeU nodes)"
+        )
     if set(reference.features.layers) != set(target.features.layers):
         raise ValueError("reference_inversion and target_inversion recorded different layers: invert both with the same MODEL")
     ref_batch, target_batch = reference.latents.shape[1], target.latents.shape[1]
@@ -80,3 +113,16 @@ def check_compatible(reference: Inversion, target: Inversion) -> None:
             f"reference_inversion has a batch of {ref_batch} and target_inversion {target_batch}: "
             "use one reference image or as many as targets"
         )
+
+
+def same_inversion(a: Inversion, b: Inversion) -> bool:
+    """Whether two inversions would replay the same trajectory (the same object, or equal noise maps and start)."""
+    if a is b:
+        return True
+    return (
+        a.latents.shape == b.latents.shape
+        and a.skip == b.skip
+        and torch.equal(a.sigmas, b.sigmas)
+        and torch.equal(a.noise_maps, b.noise_maps)
+        and torch.equal(a.latents[0], b.latents[0])
+    )

@@ -9,8 +9,9 @@ from ..core.published import Behaviour
 from ..core.schedule import Phase, TransferSchedule
 from . import bank_placement
 from .api import CATEGORY, Correspondence, Inversion as InversionType, Objects, io
-from .model_info import check_supported, decoder_attention_layers, finest_decoder_layers, model_family
-from .objects import transfer_object
+from .model_info import check_same_model, check_supported, decoder_attention_layers, finest_decoder_layers
+from .objects import check_object_fits, transfer_object
+from .validation import refuse, verdict, widget_problems, window_problems
 
 MODES = [mode.value for mode in Injection]
 SOURCES = [source.value for source in FeatureSource]
@@ -49,13 +50,21 @@ def apply_eye_for_eye(
     check_supported(model)
     if not objects:
         raise ValueError("objects: connect at least one Transfer Object")
-    for obj in objects:
+    check_same_model(model, target, "target_inversion")
+    for k, obj in enumerate(objects):
+        label = "" if len(objects) == 1 else f"objects: Transfer Object #{k + 1}'s "
+        check_same_model(model, obj.reference, f"{label}reference_inversion")
         check_compatible(obj.reference, target)
+        check_object_fits(obj, target, label)
         corr = obj.correspondence
         if corr is not None and corr.index.shape[0] not in (1, target.latents.shape[1]):
             raise ValueError(f"correspondence has a batch of {corr.index.shape[0]} but target_inversion has {target.latents.shape[1]}")
-    if model_family(model) != target.model_family:
-        raise ValueError(f"model is {model_family(model)} but the inversions were made with {target.model_family}: use the same MODEL")
+    if schedule.is_empty(target.generation_steps):
+        raise ValueError(
+            f"start/end: the window from generation step {schedule.start} to {'the end' if schedule.end < 0 else schedule.end} "
+            f"holds none of the inversions' {target.generation_steps} generation steps (steps - skip), so nothing would "
+            f"change: choose a start below {target.generation_steps}"
+        )
     known = {layer.key for layer in decoder_attention_layers(model)}
     if not set(target.features.layers) <= known:
         raise ValueError("model does not have the attention layers the inversions recorded: invert with this MODEL")
@@ -119,8 +128,14 @@ def _faithful_inputs():
     ]
 
 
-def _schedule(start, end, refresh_every, refresh_until) -> TransferSchedule:
+def _schedule(cls, start, end, refresh_every, refresh_until, mode, feature_source=None, behaviour=None) -> TransferSchedule:
+    refuse(_schedule_problems(cls, start, end, refresh_every, refresh_until, mode, feature_source, behaviour))
     return TransferSchedule(start=start, end=end, refresh_every=refresh_every, refresh_until=refresh_until)
+
+
+def _schedule_problems(cls, start, end, refresh_every, refresh_until, mode, feature_source=None, behaviour=None) -> list[str]:
+    return widget_problems(cls, start=start, end=end, refresh_every=refresh_every, refresh_until=refresh_until, mode=mode,
+                           feature_source=feature_source, behaviour=behaviour) + window_problems(start, end)
 
 
 class ApplyEyeForEye(io.ComfyNode):
@@ -143,9 +158,9 @@ class ApplyEyeForEye(io.ComfyNode):
             ]
             + _schedule_inputs()
             + [
-                io.Mask.Input("target_mask", optional=True, tooltip="Only target tokens inside this mask are rearranged."),
-                io.Mask.Input("reference_mask", optional=True, tooltip="Only reference tokens inside this mask can be chosen."),
-                Correspondence.Input("correspondence", optional=True, tooltip="A fixed correspondence (from Semantic Match) used at every step instead of per-step matching."),
+                io.Mask.Input("target_mask", optional=True, tooltip="Only target tokens inside this mask are rearranged. The target image's mask (any resolution with its framing; 1 or one per image)."),
+                io.Mask.Input("reference_mask", optional=True, tooltip="Only reference tokens inside this mask can be chosen. The reference image's mask (any resolution with its framing)."),
+                Correspondence.Input("correspondence", optional=True, tooltip="A fixed correspondence (from Semantic Match) used at every step instead of per-step matching. Compute it from the same two latents that were inverted; its features may come from another model or resolution (it is resampled to the transfer's grids)."),
             ]
             + _faithful_inputs(),
             outputs=[io.Model.Output("patched_model", display_name="model", tooltip="A patched clone; the input MODEL is left as it was. Sample with it in KSampler (Eye-for-an-eye).")],
@@ -154,9 +169,13 @@ class ApplyEyeForEye(io.ComfyNode):
     @classmethod
     def execute(cls, model, reference_inversion, target_inversion, start, end, refresh_every, refresh_until, mode, target_mask=None, reference_mask=None, correspondence=None,
                 feature_source=SOURCES[0], behaviour=BEHAVIOURS[0]) -> io.NodeOutput:
-        obj = transfer_object(reference_inversion, target_mask, reference_mask, correspondence)
-        schedule = _schedule(start, end, refresh_every, refresh_until)
+        schedule = _schedule(cls, start, end, refresh_every, refresh_until, mode, feature_source, behaviour)
+        obj = transfer_object(reference_inversion, target_mask, reference_mask, correspondence, target=target_inversion)
         return io.NodeOutput(apply_eye_for_eye(model, target_inversion, (obj,), schedule, Injection(mode), FeatureSource(feature_source), Behaviour(behaviour)))
+
+    @classmethod
+    def validate_inputs(cls, start=None, end=None, refresh_every=None, refresh_until=None, mode=None, feature_source=None, behaviour=None):
+        return verdict(_schedule_problems(cls, start, end, refresh_every, refresh_until, mode, feature_source, behaviour))
 
 
 class ApplyEyeForEyeObjects(io.ComfyNode):
@@ -183,5 +202,9 @@ class ApplyEyeForEyeObjects(io.ComfyNode):
     @classmethod
     def execute(cls, model, target_inversion, objects, start, end, refresh_every, refresh_until, mode,
                 feature_source=SOURCES[0], behaviour=BEHAVIOURS[0]) -> io.NodeOutput:
-        schedule = _schedule(start, end, refresh_every, refresh_until)
+        schedule = _schedule(cls, start, end, refresh_every, refresh_until, mode, feature_source, behaviour)
         return io.NodeOutput(apply_eye_for_eye(model, target_inversion, tuple(objects), schedule, Injection(mode), FeatureSource(feature_source), Behaviour(behaviour)))
+
+    @classmethod
+    def validate_inputs(cls, start=None, end=None, refresh_every=None, refresh_until=None, mode=None, feature_source=None, behaviour=None):
+        return verdict(_schedule_problems(cls, start, end, refresh_every, refresh_until, mode, feature_source, behaviour))

@@ -11,10 +11,12 @@ import comfy.utils
 
 from ..core.correspondence import ImageFeatures, mirror_aware_match, semantic_match
 from ..core.features import FeatureRecorder, LayerKey
-from ..core.masks import as_mask_batch, token_mask
+from ..core.masks import token_mask
+from ..core.provenance import tensor_digest
 from .api import CATEGORY, Correspondence, Features, Inversion as InversionType, io
-from .model_info import check_supported, decoder_attention_layers, image_downscale
+from .model_info import check_supported, decoder_attention_layers, image_downscale, model_fingerprint, unet_downscale
 from .recording import run_recording
+from .validation import check_image_latent, fitting_mask, refuse, verdict, widget_problems
 
 # Token grid as a fraction of the image size.
 RESOLUTIONS = ["1/2", "1/4", "1/8", "1/16", "1/32", "1/64"]
@@ -59,6 +61,8 @@ def features_from_latent(model, positive, latent: dict, timestep: int, ensemble:
     available = {layer.key: layer.downscale * image_downscale(model) for layer in decoder_attention_layers(model)}
     layers = choose_layers(available, resolution, names)
     samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    channels = int(model.get_model_object("latent_format").latent_channels)
+    check_image_latent(samples, "latent", channels, unet_downscale(model), image_downscale(model))
     sigma = float(model.get_model_object("model_sampling").sigma(torch.tensor(float(timestep))))
     recorder = FeatureRecorder(frozenset(layers), comfy.model_management.intermediate_device(), torch.float32)
     # cfg 1: the conditional branch only, as DIFT
@@ -66,7 +70,9 @@ def features_from_latent(model, positive, latent: dict, timestep: int, ensemble:
                   sigma=sigma, ensemble=ensemble)
     bank = recorder.bank(0, ensemble - 1)
     tokens = _normalised_concat([bank.features[layer].float().mean(dim=0) for layer in layers])
-    return ImageFeatures(tokens, bank.grids[layers[0]], tuple(map(layer_name, layers)), f"t={timestep}, ensemble {ensemble}")
+    size = (int(samples.shape[-2]) * image_downscale(model), int(samples.shape[-1]) * image_downscale(model))
+    return ImageFeatures(tokens, bank.grids[layers[0]], tuple(map(layer_name, layers)), f"t={timestep}, ensemble {ensemble}",
+                         size, tensor_digest(samples), model_fingerprint(model))
 
 
 def features_from_inversion(inversion, step: int, resolution: str, names: str) -> ImageFeatures:
@@ -80,7 +86,8 @@ def features_from_inversion(inversion, step: int, resolution: str, names: str) -
     available = {layer: latent_height // bank.grids[layer][0] * inversion.image_downscale for layer in bank.layers}
     layers = choose_layers(available, resolution, names)
     tokens = _normalised_concat([bank.at(layer, inversion.skip + step) for layer in layers])
-    return ImageFeatures(tokens, bank.grids[layers[0]], tuple(map(layer_name, layers)), f"inversion step {step}")
+    return ImageFeatures(tokens, bank.grids[layers[0]], tuple(map(layer_name, layers)), f"inversion step {step}",
+                         inversion.image_size, inversion.source_digest, inversion.made_by)
 
 
 class ExtractFeatures(io.ComfyNode):
@@ -111,7 +118,12 @@ class ExtractFeatures(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, resolution=None, timestep=None, ensemble=None, step=None):
+        return verdict(widget_problems(cls, resolution=resolution, timestep=timestep, ensemble=ensemble, step=step))
+
+    @classmethod
     def execute(cls, resolution, layer, timestep, ensemble, seed, step, model=None, positive=None, latent=None, inversion=None) -> io.NodeOutput:
+        refuse(widget_problems(cls, resolution=resolution, timestep=timestep, ensemble=ensemble, step=step))
         if inversion is not None:
             if latent is not None:
                 raise ValueError("connect either latent (with model and positive) or inversion, not both")
@@ -133,8 +145,8 @@ class SemanticMatch(io.ComfyNode):
                 "confidence (the similarity) per token, an optional mutual-nearest-neighbour check and masks."
             ),
             inputs=[
-                Features.Input("target_features", tooltip="Features of the structure image (Extract Diffusion Features)."),
-                Features.Input("reference_features", tooltip="Features of the appearance image, extracted the same way."),
+                Features.Input("target_features", tooltip="Features of the structure image (from Extract Diffusion Features)."),
+                Features.Input("reference_features", tooltip="Features of the appearance image, extracted with the same MODEL, resolution and layers (the images may differ in size)."),
                 io.Boolean.Input("mutual", default=False, tooltip="Keep only matches that are nearest neighbours both ways."),
                 io.Float.Input("min_similarity", default=-1.0, min=-1.0, max=1.0, step=0.01, tooltip="Matches below this cosine similarity are not transferred."),
                 io.Mask.Input("target_mask", optional=True, tooltip="Only these target tokens are matched."),
@@ -145,15 +157,32 @@ class SemanticMatch(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, min_similarity=None):
+        return verdict(widget_problems(cls, min_similarity=min_similarity))
+
+    @classmethod
     def execute(cls, target_features, reference_features, mutual, min_similarity, target_mask=None, reference_mask=None, mirrored_reference_features=None) -> io.NodeOutput:
+        refuse(widget_problems(cls, min_similarity=min_similarity))
         for name, other in (("reference_features", reference_features), ("mirrored_reference_features", mirrored_reference_features)):
-            if other is not None and target_features.tokens.shape[-1] != other.tokens.shape[-1]:
+            if other is None:
+                continue
+            if tuple(target_features.layers) != tuple(other.layers) or target_features.tokens.shape[-1] != other.tokens.shape[-1]:
                 raise ValueError(
                     f"target_features ({', '.join(target_features.layers)}) and {name} "
                     f"({', '.join(other.layers)}) come from different layers: extract both the same way"
                 )
-        t_mask = None if target_mask is None else token_mask(as_mask_batch(target_mask, "target_mask"), target_features.grid)
-        r_mask = None if reference_mask is None else token_mask(as_mask_batch(reference_mask, "reference_mask"), reference_features.grid)
+            if target_features.made_by and other.made_by and target_features.made_by != other.made_by:
+                raise ValueError(
+                    f"target_features come from the model [{target_features.made_by}] and {name} from "
+                    f"[{other.made_by}]: features of different models are not comparable, extract both with one MODEL"
+                )
+        t_mask = r_mask = None
+        if target_mask is not None:
+            masks = fitting_mask(target_mask, "target_mask", target_features.image_size, target_features.tokens.shape[0], "target_features' image")
+            t_mask = token_mask(masks, target_features.grid)
+        if reference_mask is not None:
+            masks = fitting_mask(reference_mask, "reference_mask", reference_features.image_size, reference_features.tokens.shape[0], "reference_features' image")
+            r_mask = token_mask(masks, reference_features.grid)
         if mirrored_reference_features is None:
             return io.NodeOutput(semantic_match(target_features, reference_features, mutual, t_mask, r_mask, min_similarity))
         corr, _ = mirror_aware_match(target_features, reference_features, mirrored_reference_features, mutual, t_mask, r_mask, min_similarity)

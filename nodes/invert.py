@@ -12,8 +12,10 @@ import comfy.utils
 from ..core.ddpm import invert
 from ..core.features import FeatureRecorder
 from ..core.inversion import Inversion
+from ..core.provenance import tensor_digest
 from .api import CATEGORY, Inversion as InversionType, io
-from .model_info import check_supported, finest_decoder_layers, image_downscale, model_family
+from .model_info import check_supported, finest_decoder_layers, image_downscale, model_family, model_fingerprint, unet_downscale
+from .validation import check_image_latent, verdict, widget_problems
 from .recording import run_recording
 
 
@@ -43,6 +45,7 @@ def invert_latent(model, positive, negative, latent: dict, steps: int, skip: int
     if not 0 <= skip < steps:
         raise ValueError(f"skip must be smaller than steps ({steps}), got {skip}")
     samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    check_latent_for(model, samples, "latent")
     sampling = model.get_model_object("model_sampling")
     sigmas = comfy.samplers.calculate_sigmas(sampling, scheduler, steps).cpu().float()
     steps = len(sigmas) - 1  # some schedulers (ddim_uniform) give a step more than asked for
@@ -67,7 +70,23 @@ def invert_latent(model, positive, negative, latent: dict, steps: int, skip: int
         starts_at_max_sigma=math.isclose(max_sigma, float(sigmas[skip]), rel_tol=1e-5) or float(sigmas[skip]) > max_sigma,
         model_family=model_family(model),
         image_downscale=image_downscale(model),
+        made_by=model_fingerprint(model),
+        source_digest=tensor_digest(samples),
+        seed=seed,
+        cfg=cfg,
     )
+
+
+def check_latent_for(model, samples, name: str) -> None:
+    channels = int(model.get_model_object("latent_format").latent_channels)
+    check_image_latent(samples, name, channels, unet_downscale(model), image_downscale(model))
+
+
+def _problems(cls, steps, skip, cfg, scheduler) -> list[str]:
+    problems = widget_problems(cls, steps=steps, skip=skip, cfg=cfg, scheduler=scheduler)
+    if steps is not None and skip is not None and not skip < steps:
+        problems.append(f"skip: got {skip}, but skip must be smaller than steps ({steps}): lower skip (published: 32 of 100)")
+    return problems
 
 
 class Invert(io.ComfyNode):
@@ -104,5 +123,12 @@ class Invert(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, steps=None, skip=None, cfg=None, scheduler=None):
+        return verdict(_problems(cls, steps, skip, cfg, scheduler))
+
+    @classmethod
     def execute(cls, model, positive, negative, latent, steps, skip, cfg, seed, scheduler, record_features=True) -> io.NodeOutput:
+        problems = _problems(cls, steps, skip, cfg, scheduler)
+        if problems:
+            raise ValueError("; ".join(problems))
         return io.NodeOutput(invert_latent(model, positive, negative, latent, steps, skip, cfg, seed, scheduler, record_features))

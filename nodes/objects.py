@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from ..core.attention_patch import TransferObject
-from ..core.masks import as_mask_batch
+from ..core.inversion import Inversion
 from .api import CATEGORY, Correspondence, Inversion as InversionType, Objects, io
+from .validation import check_correspondence_for, check_mask_fits, fitting_mask
 
 
-def transfer_object(reference, target_mask=None, reference_mask=None, correspondence=None) -> TransferObject:
-    return TransferObject(
+def transfer_object(reference: Inversion, target_mask=None, reference_mask=None, correspondence=None, target: Optional[Inversion] = None) -> TransferObject:
+    """Checks the masks and the correspondence against the reference (and the target, when known) first."""
+    obj = TransferObject(
         reference=reference,
-        target_mask=None if target_mask is None else as_mask_batch(target_mask, "target_mask"),
-        reference_mask=None if reference_mask is None else as_mask_batch(reference_mask, "reference_mask"),
+        target_mask=None if target_mask is None else fitting_mask(
+            target_mask, "target_mask", None if target is None else target.image_size, None if target is None else target.batch,
+            "target_inversion's image", reference.image_downscale),
+        reference_mask=None if reference_mask is None else fitting_mask(
+            reference_mask, "reference_mask", reference.image_size, reference.batch, "reference_inversion's image", reference.image_downscale),
         correspondence=correspondence,
     )
+    if correspondence is not None:
+        check_correspondence_for(correspondence, reference, "reference", "reference_inversion")
+    if target is not None:
+        check_object_fits(obj, target)
+    return obj
+
+
+def check_object_fits(obj: TransferObject, target: Inversion, label: str = "") -> None:
+    """The parts of an object that belong to the target: its target mask and its correspondence."""
+    if obj.target_mask is not None:
+        check_mask_fits(obj.target_mask, f"{label}target_mask", target.image_size, target.batch, "target_inversion's image", target.image_downscale)
+    if obj.correspondence is not None:
+        check_correspondence_for(obj.correspondence, target, "target", "target_inversion", f"{label}correspondence")
 
 
 class TransferObjectNode(io.ComfyNode):
@@ -32,7 +52,7 @@ class TransferObjectNode(io.ComfyNode):
                 InversionType.Input("reference_inversion", tooltip="Where this object's appearance comes from."),
                 io.Mask.Input("target_mask", tooltip="The object in the target."),
                 io.Mask.Input("reference_mask", tooltip="The matching object in the reference."),
-                Correspondence.Input("correspondence", optional=True, tooltip="Use this fixed correspondence instead of per-step matching."),
+                Correspondence.Input("correspondence", optional=True, tooltip="Use this fixed correspondence instead of per-step matching. It must be computed from the latents that were inverted (its token grids may differ from the transfer's: it is resampled; its features may come from another model)."),
                 Objects.Input("objects", optional=True, tooltip="Objects defined so far (chain the nodes)."),
             ],
             outputs=[Objects.Output("objects_out", display_name="objects", tooltip="The objects so far plus this one: chain into the next Transfer Object, Apply (multi-object) and the KSampler.")],

@@ -14,14 +14,16 @@ import comfy.samplers
 import comfy.utils
 import latent_preview
 
+from ..core.attention_patch import EyeForEyePatch
 from ..core.ddpm import replay
-from ..core.inversion import Inversion, check_compatible
+from ..core.inversion import Inversion, check_compatible, same_inversion
 from ..core.latent_adain import LatentAdain
 from ..core.live_branches import live_patch, transfer_patch
 from ..core.published import Behaviour, alpha_cumprod_sigma_scale, published_last_step
 from .api import CATEGORY, Inversion as InversionType, Objects, io
-from .objects import transfer_object
-from .model_info import check_supported, model_family
+from .objects import check_object_fits, transfer_object
+from .model_info import check_same_model, check_supported
+from .validation import refuse, verdict, widget_problems
 
 
 @dataclass
@@ -45,6 +47,17 @@ class InversionNoise:
         return ((inv.latents[0].float() - inv.clean_latent.float()) / scale).cpu()
 
 
+def check_patch_target(model_options: dict, target: Inversion, input_name: str = "target_inversion") -> None:
+    """Refuse sampling a target inversion other than the one Apply Eye-for-an-eye patched the model with."""
+    patches = model_options.get("transformer_options", {}).get("patches", {}).get("attn1_patch", [])
+    for patch in patches:
+        if isinstance(patch, EyeForEyePatch) and not same_inversion(patch.target, target):
+            raise ValueError(
+                f"{input_name} is {target.describe()}, but the model was patched by Apply Eye-for-an-eye with a "
+                f"different target_inversion ({patch.target.describe()}): connect the same Invert output to both"
+            )
+
+
 def _replay_sampler(model, x, sigmas, extra_args, callback, disable, *, target: Inversion, adain: Optional[LatentAdain]):
     """A KSAMPLER function: DDPM steps with the target's noise maps, AdaIN late in sampling.
 
@@ -52,6 +65,7 @@ def _replay_sampler(model, x, sigmas, extra_args, callback, disable, *, target: 
     target are denoised in the same batch as the result (see core.live_branches); with
     'published code', AdaIN and the last step follow the published rules.
     """
+    check_patch_target(extra_args.get("model_options", {}), target)
     expected = target.generation_sigmas
     if len(sigmas) != len(expected) or not torch.allclose(sigmas.cpu().float(), expected, rtol=1e-5, atol=1e-7):
         raise ValueError(
@@ -112,16 +126,25 @@ def latent_adain(target: Inversion, reference: Optional[Inversion], adain_start:
     if objects is None:
         if reference is None:
             return None
-        objects = (transfer_object(reference, target_mask, reference_mask),)
-    for obj in objects:
+        objects = (transfer_object(reference, target_mask, reference_mask, target=target),)
+    elif target_mask is not None or reference_mask is not None:
+        raise ValueError("target_mask/reference_mask: with objects connected each Transfer Object carries its own masks: disconnect these")
+    for k, obj in enumerate(objects):
         check_compatible(obj.reference, target)
+        check_object_fits(obj, target, "" if len(objects) == 1 else f"objects: Transfer Object #{k + 1}'s ")
+    if adain_start >= target.generation_steps:
+        raise ValueError(
+            f"adain_start: got {adain_start}, but target_inversion has only {target.generation_steps} generation steps "
+            f"(steps - skip), so AdaIN would never run: choose a step below {target.generation_steps} "
+            f"(published: 49 of 68), or -1 to turn it off"
+        )
     return LatentAdain(tuple(objects), adain_start)
 
 
 def sample_replay(model, positive, negative, target: Inversion, cfg: float, adain: Optional[LatentAdain]) -> dict:
     check_supported(model)
-    if model_family(model) != target.model_family:
-        raise ValueError(f"model is {model_family(model)} but target_inversion was made with {target.model_family}")
+    check_same_model(model, target, "target_inversion")
+    check_patch_target(model.model_options, target)
     latent = {"samples": target.source_latent}
     sigmas = target.generation_sigmas
     guider = comfy.samplers.CFGGuider(model)
@@ -173,7 +196,15 @@ class TransferKSampler(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, cfg=None, adain_start=None):
+        return verdict(widget_problems(cls, cfg=cfg, adain_start=adain_start))
+
+    @classmethod
     def execute(cls, model, positive, negative, target_inversion, cfg, adain_start, reference_inversion=None, objects=None, target_mask=None, reference_mask=None) -> io.NodeOutput:
+        refuse(widget_problems(cls, cfg=cfg, adain_start=adain_start))
+        check_supported(model)
+        check_same_model(model, target_inversion, "target_inversion")
+        check_patch_target(model.model_options, target_inversion)
         adain = latent_adain(target_inversion, reference_inversion, adain_start, target_mask, reference_mask, objects)
         return io.NodeOutput(sample_replay(model, positive, negative, target_inversion, cfg, adain))
 
@@ -204,7 +235,12 @@ class ReplayPieces(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, adain_start=None):
+        return verdict(widget_problems(cls, adain_start=adain_start))
+
+    @classmethod
     def execute(cls, target_inversion, adain_start, reference_inversion=None, objects=None, target_mask=None, reference_mask=None) -> io.NodeOutput:
+        refuse(widget_problems(cls, adain_start=adain_start))
         adain = latent_adain(target_inversion, reference_inversion, adain_start, target_mask, reference_mask, objects)
         return io.NodeOutput(
             InversionNoise(target_inversion),

@@ -6,13 +6,16 @@ import torch
 
 from ..core.visualize import confidence_heatmap, match_lines, warp_reference
 from .api import CATEGORY, Correspondence, io, ui
+from .validation import check_framing, verdict, widget_problems
 
 
-def _check_batch(name: str, image: torch.Tensor, batch: int) -> None:
+def _check_batch(name: str, image: torch.Tensor, batch: int, made_for=None, cell: int = 8) -> None:
     if image.ndim != 4 or image.shape[-1] != 3:
         raise ValueError(f"{name}: expected an IMAGE [batch, height, width, 3], got shape {tuple(image.shape)}")
     if image.shape[0] not in (1, batch):
         raise ValueError(f"{name} has a batch of {image.shape[0]} but the correspondence has {batch}: use 1 image or {batch}")
+    if made_for is not None:
+        check_framing(name, "image", tuple(image.shape[1:3]), made_for, "the image the correspondence was computed for", cell)
 
 
 class VisualizeCorrespondence(io.ComfyNode):
@@ -42,10 +45,14 @@ class VisualizeCorrespondence(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, points_per_side=None):
+        return verdict(widget_problems(cls, points_per_side=points_per_side))
+
+    @classmethod
     def execute(cls, correspondence, target_image, reference_image, points_per_side=8) -> io.NodeOutput:
         batch = correspondence.index.shape[0]
-        _check_batch("target_image", target_image, batch)
-        _check_batch("reference_image", reference_image, batch)
+        _check_batch("target_image", target_image, batch, correspondence.target_image_size)
+        _check_batch("reference_image", reference_image, batch, correspondence.reference_image_size)
         size = tuple(target_image.shape[1:3])
         matches = match_lines(target_image, reference_image, correspondence, points_per_side)
         warped = warp_reference(reference_image, correspondence, size)

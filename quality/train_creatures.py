@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from quality import creature_model as cm  # noqa: E402
-from quality.creatures import IMAGE_SIZE, draw_creatures  # noqa: E402
+from quality.creatures import draw_creatures  # noqa: E402
 from seeded_init import seeded_init_  # noqa: E402
 
 DEFAULT_STEPS = 2000

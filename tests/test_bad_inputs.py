@@ -85,3 +85,37 @@ def test_sampling_a_different_latent_size_names_the_latent(node, model):
     noise, sampler, sigmas, latent_in = run_node(node("E4E_ReplayPieces"), target_inversion=target, adain_start=-1)
     with pytest.raises(ValueError, match="latent_image: connect the LATENT that was inverted"):
         noise.generate_noise({"samples": torch.zeros(1, 4, 24, 24)})
+
+
+def test_model_fingerprint_follows_weights_and_patches(host, model):
+    fingerprint = host.pack.nodes.model_info.model_fingerprint
+    assert fingerprint(model.clone()) == fingerprint(model)
+    lora_like = model.clone()
+    key = next(k for k in lora_like.model_state_dict() if k.endswith("out.2.bias"))
+    lora_like.add_patches({key: (torch.zeros(4),)}, 0.5)
+    freeu_like = model.clone()
+    freeu_like.set_model_output_block_patch(lambda h, hsp, options: (h, hsp))
+    other_checkpoint = tiny_sd15(seed=1)  # same family, same config, another load
+    prints = {fingerprint(m) for m in (model, lora_like, freeu_like, other_checkpoint)}
+    assert len(prints) == 4
+
+
+def test_inversions_from_another_model_are_refused_naming_both_sides(node, model):
+    freeu_like = model.clone()
+    freeu_like.set_model_output_block_patch(lambda h, hsp, options: (h, hsp))
+    target, foreign = invert(node, model), invert(node, freeu_like, seed=4)
+    with pytest.raises(ValueError, match=r"reference_inversion was made with \[.*output_block_patch.*\] is not|model \[.*\] is not the model reference_inversion was made with \[.*output_block_patch"):
+        apply(node, model, foreign, target)
+    with pytest.raises(ValueError, match=r"model \[.*output_block_patch.*\] is not the model target_inversion was made with \["):
+        apply(node, freeu_like, target, target)
+    apply(node, model.clone(), target, target)  # a plain clone is the same model
+
+
+def test_sampling_another_target_than_apply_was_given_is_refused(host, node, model):
+    target, reference = invert(node, model), invert(node, model, seed=4)
+    (patched,) = apply(node, model, reference, target)
+    with pytest.raises(ValueError, match="target_inversion is a 128x128 image .*different target_inversion"):
+        run_node(node("E4E_KSampler"), model=patched, positive=conditioning(10), negative=conditioning(11),
+                 target_inversion=reference, reference_inversion=reference, cfg=2.0, adain_start=-1)
+    # the same inversion computed again (another object, equal noise maps) is the same target
+    host.pack.nodes.sampling.check_patch_target(patched.model_options, invert(node, model))
