@@ -97,9 +97,9 @@ def transfer_graph(ckpt: str = SD15_CHECKPOINT, target: str = "e4e_target.png", 
         "6": {"class_type": "LoadImage", "inputs": {"image": reference}},
         "7": {"class_type": "VAEEncode", "inputs": {"pixels": link("5"), "vae": link("1", 2)}},
         "8": {"class_type": "VAEEncode", "inputs": {"pixels": link("6"), "vae": link("1", 2)}},
-        "9": {"class_type": "E4E_Invert", "inputs": {"model": link("2"), "positive": link("3"), "negative": link("4"), "latent": link("7"), "steps": 100, "skip": 32, "cfg": 3.5, "seed": 0, "scheduler": "ddim_uniform"}},
-        "10": {"class_type": "E4E_Invert", "inputs": {"model": link("2"), "positive": link("3"), "negative": link("4"), "latent": link("8"), "steps": 100, "skip": 32, "cfg": 3.5, "seed": 1, "scheduler": "ddim_uniform"}},
-        "11": {"class_type": "E4E_ApplyEyeForEye", "inputs": {"model": link("2"), "reference_inversion": link("10"), "target_inversion": link("9"), "start": 10, "end": -1, "refresh_every": 5, "refresh_until": 40, "mode": "rearrange features (q, k, v)"}},
+        "9": {"class_type": "E4E_Invert", "inputs": {"model": link("2"), "positive": link("3"), "negative": link("4"), "latent": link("7"), "steps": 100, "skip": 32, "cfg": 3.5, "seed": 0, "scheduler": "ddim_uniform", "record_features": True}},
+        "10": {"class_type": "E4E_Invert", "inputs": {"model": link("2"), "positive": link("3"), "negative": link("4"), "latent": link("8"), "steps": 100, "skip": 32, "cfg": 3.5, "seed": 1, "scheduler": "ddim_uniform", "record_features": True}},
+        "11": {"class_type": "E4E_ApplyEyeForEye", "inputs": {"model": link("2"), "reference_inversion": link("10"), "target_inversion": link("9"), "start": 10, "end": -1, "refresh_every": 5, "refresh_until": 40, "mode": "rearrange features (q, k, v)", "feature_source": "recorded at inversion", "behaviour": "paper"}},
         "12": {"class_type": "E4E_KSampler", "inputs": {"model": link("11"), "positive": link("3"), "negative": link("4"), "target_inversion": link("9"), "reference_inversion": link("10"), "cfg": 2.5, "adain_start": 49}},
         "13": {"class_type": "VAEDecode", "inputs": {"samples": link("12"), "vae": link("1", 2)}},
         "14": {"class_type": "SaveImage", "inputs": {"images": link("13"), "filename_prefix": "eye_for_eye"}},
@@ -183,7 +183,7 @@ TWO_SAMPLE_NOTE = (
 
 def two_object_graph(ckpt: str = SD15_CHECKPOINT, prompt: str = "a photo of two birds") -> Example:
     """Two birds in one target, each taking its appearance from its own reference bird."""
-    invert = {"model": link("2"), "positive": link("3"), "negative": link("4"), "steps": 100, "skip": 32, "cfg": 3.5, "scheduler": "ddim_uniform"}
+    invert = {"model": link("2"), "positive": link("3"), "negative": link("4"), "steps": 100, "skip": 32, "cfg": 3.5, "scheduler": "ddim_uniform", "record_features": True}
     api = {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
         "2": {"class_type": "FreeU", "inputs": {"model": link("1"), "b1": 1.2, "b2": 1.4, "s1": 0.9, "s2": 0.2}},
@@ -204,7 +204,7 @@ def two_object_graph(ckpt: str = SD15_CHECKPOINT, prompt: str = "a photo of two 
         "17": {"class_type": "E4E_Invert", "inputs": {**invert, "latent": link("14"), "seed": 2}},
         "18": {"class_type": "E4E_TransferObject", "inputs": {"reference_inversion": link("16"), "target_mask": link("8"), "reference_mask": link("10")}},
         "19": {"class_type": "E4E_TransferObject", "inputs": {"reference_inversion": link("17"), "target_mask": link("9"), "reference_mask": link("11"), "objects": link("18")}},
-        "20": {"class_type": "E4E_ApplyEyeForEyeObjects", "inputs": {"model": link("2"), "target_inversion": link("15"), "objects": link("19"), "start": 10, "end": -1, "refresh_every": 5, "refresh_until": 40, "mode": "rearrange features (q, k, v)"}},
+        "20": {"class_type": "E4E_ApplyEyeForEyeObjects", "inputs": {"model": link("2"), "target_inversion": link("15"), "objects": link("19"), "start": 10, "end": -1, "refresh_every": 5, "refresh_until": 40, "mode": "rearrange features (q, k, v)", "feature_source": "recorded at inversion", "behaviour": "paper"}},
         "21": {"class_type": "E4E_KSampler", "inputs": {"model": link("20"), "positive": link("3"), "negative": link("4"), "target_inversion": link("15"), "objects": link("19"), "cfg": 2.5, "adain_start": 49}},
         "22": {"class_type": "VAEDecode", "inputs": {"samples": link("21"), "vae": link("1", 2)}},
         "23": {"class_type": "SaveImage", "inputs": {"images": link("22"), "filename_prefix": "eye_for_eye_two_objects"}},
