@@ -104,6 +104,12 @@ def mask_batch(node_id: str, amount: int):
     )
 
 
+def without_inspection(prompt):
+    """Drop the correspondence-inspection branch, for cases where it would refuse the same input first."""
+    for node_id in ("tfeat", "rfeat", "match", "vis"):
+        del prompt[node_id]
+
+
 def freeu(node_id: str = "freeu"):
     return add(node_id, "FreeU", model=["ckpt", 0], b1=1.1, b2=1.2, s1=0.9, s2=0.2)
 
@@ -189,7 +195,9 @@ CASES = [
     Case("ksampler target inversion differs from apply's", set_input("ks", target_inversion=["rinv", 0]), "ks", "target_inversion", "different target_inversion", False),
     Case("ksampler model is not the inversions' model", both(freeu(), set_input("ks", model=["freeu", 0])), "ks", "model", "is not the model target_inversion was made with", False),
     Case("apply model is not the inversions' model", both(freeu(), set_input("apply", model=["freeu", 0])), "apply", "model", "is not the model target_inversion was made with", False),
-    Case("reference inverted with another model", both(freeu(), set_input("rinv", model=["freeu", 0])), "apply", "reference_inversion", "is not the model", False),
+    Case("reference inverted with another model", both(freeu(), set_input("rinv", model=["freeu", 0]), without_inspection), "apply", "reference_inversion", "is not the model", False),
+    Case("features of two models matched", both(freeu(), set_input("rinv", model=["freeu", 0]), set_input("ks", reference_inversion=["tinv", 0]),
+         set_input("apply", reference_inversion=["tinv", 0])), "match", "reference_features", "different models", False),
     Case("reference inverted with another schedule", set_input("rinv", skip=1), "apply", "reference_inversion", "give both Invert nodes the same", False),
     Case("correspondence made for other images", both(
         add("swapped", "E4E_SemanticMatch", target_features=["rfeat", 0], reference_features=["tfeat", 0], mutual=False, min_similarity=-1.0),
