@@ -127,14 +127,16 @@ def training_alphas_cumprod() -> torch.Tensor:
 
 def _classes():
     import comfy.latent_formats
-    import comfy.supported_models_base
+    import comfy.supported_models
 
     class CreatureLatent(comfy.latent_formats.LatentFormat):
         latent_channels = LATENT_CHANNELS
         scale_factor = 1.0
         spacial_downscale_ratio = DOWNSCALE
 
-    class CreatureModel(comfy.supported_models_base.BASE):
+    # An SD1.x-family UNet (openaimodel, SD's transformer blocks) with its own latent, so the pack treats it as one.
+    class CreatureModel(comfy.supported_models.SD15):
+        unet_config = {}
         unet_extra_config = {}
         latent_format = CreatureLatent
         sampling_settings = dict(SAMPLING_SETTINGS)

@@ -142,13 +142,15 @@ def test_key_value_injection_baseline_attends_to_unrearranged_reference(host, no
     assert checked > 0
 
 
-def test_empty_window_is_bit_identical_to_plain_replay(node, model, inversions):
+def test_a_window_that_never_opens_is_refused_and_one_that_opens_changes_the_result(node, model, inversions):
     plain = sample(node, model, inversions)
-    (patched,) = run_node(
-        node("E4E_ApplyEyeForEye"), model=model, reference_inversion=inversions["reference"],
-        target_inversion=inversions["target"], mode="rearrange features (q, k, v)", **{**SCHEDULE, "start": 500},
-    )
-    assert torch.equal(sample(node, patched, inversions), plain)
+    with pytest.raises(ValueError, match="start/end: the window from generation step 500"):
+        run_node(
+            node("E4E_ApplyEyeForEye"), model=model, reference_inversion=inversions["reference"],
+            target_inversion=inversions["target"], mode="rearrange features (q, k, v)", **{**SCHEDULE, "start": 500},
+        )
+    assert "attn1_patch" not in model.model_options["transformer_options"].get("patches", {})
+    assert torch.equal(sample(node, model, inversions), plain)
     (active,) = run_node(
         node("E4E_ApplyEyeForEye"), model=model, reference_inversion=inversions["reference"],
         target_inversion=inversions["target"], mode="rearrange features (q, k, v)", **SCHEDULE,
