@@ -7,6 +7,7 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 
 from .matching import nearest_reference_index
 
@@ -49,7 +50,7 @@ class Correspondence:
         y = (torch.div(self.index, w, rounding_mode="floor").float() + 0.5) / h
         x = (self.index % w).float() + 0.5
         x = x / w
-        return torch.stack([x, y], dim=1).reshape(self.index.shape[0], 2, *self.target_grid)
+        return rearrange(torch.stack([x, y], dim=1), "b xy (h w) -> b xy h w", h=self.target_grid[0])
 
 
 def identity_correspondence(grid: Grid, batch: int = 1) -> Correspondence:
@@ -103,14 +104,14 @@ def resample(correspondence: Correspondence, target_grid: Grid, reference_grid: 
     """
     if target_grid == correspondence.target_grid and reference_grid == correspondence.reference_grid:
         return correspondence.index, correspondence.valid
-    batch = correspondence.index.shape[0]
     displacement = correspondence.reference_coordinates() - token_centres(correspondence.target_grid).to(correspondence.index.device)
     coords = F.interpolate(displacement, size=target_grid, mode="nearest") + token_centres(target_grid).to(displacement.device)
-    valid = F.interpolate(correspondence.valid.reshape(batch, 1, *correspondence.target_grid).float(), size=target_grid, mode="nearest")
+    valid_map = rearrange(correspondence.valid.float(), "b (h w) -> b 1 h w", h=correspondence.target_grid[0])
+    valid = F.interpolate(valid_map, size=target_grid, mode="nearest")
     h, w = reference_grid
     col = (coords[:, 0] * w).floor().clamp(0, w - 1).long()
     row = (coords[:, 1] * h).floor().clamp(0, h - 1).long()
-    return (row * w + col).flatten(1), valid.flatten(1) > 0.5
+    return rearrange(row * w + col, "b h w -> b (h w)"), rearrange(valid, "b 1 h w -> b (h w)") > 0.5
 
 
 def mirror_index(index: torch.Tensor, grid: Grid) -> torch.Tensor:

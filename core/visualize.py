@@ -11,6 +11,7 @@ import math
 import kornia
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 
 from .correspondence import Correspondence, Grid
 
@@ -33,12 +34,12 @@ def _channels_first(image: torch.Tensor, batch: int) -> torch.Tensor:
 
 
 def _channels_last(image: torch.Tensor) -> torch.Tensor:
-    return image.movedim(1, -1).contiguous()
+    return rearrange(image, "b c h w -> b h w c").contiguous()
 
 
 def _token_map(values: torch.Tensor, grid: Grid, batch: int) -> torch.Tensor:
     """[B, ht * wt] per-token values -> [batch, 1, ht, wt] float."""
-    return values.reshape(values.shape[0], 1, *grid).float().expand(batch, -1, -1, -1)
+    return rearrange(values.float(), "b (h w) -> b 1 h w", h=grid[0]).expand(batch, -1, -1, -1)
 
 
 def _upsample_nearest(tokens: torch.Tensor, size: Size) -> torch.Tensor:
