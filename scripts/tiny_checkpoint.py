@@ -35,11 +35,12 @@ TWO_OBJECT_FILES = (
 )
 
 
-def unet_config() -> dict:
-    """The UNet's config, in the form ComfyUI's model detection produces for this checkpoint."""
+def unet_config(**overrides) -> dict:
+    """The UNet's config, in the form ComfyUI's model detection produces for this checkpoint (other tiny UNets
+    in scripts/tiny_families.py change some keys through `overrides`)."""
     import torch
 
-    return {
+    config = {
         "use_checkpoint": False,
         "image_size": 32,
         "in_channels": 4,
@@ -59,62 +60,81 @@ def unet_config() -> dict:
         "use_temporal_resblock": False,
         "dtype": torch.float32,
     }
+    config.update(overrides)
+    return config
 
 
-def _ensure_comfy() -> None:
+def ensure_comfy() -> None:
     """Import ComfyUI in-process (with --cpu) unless something in this process already did."""
     if "comfy.model_management" not in sys.modules:
         boot_in_process(base_directory())
 
 
-def build_state_dict(seed: int = 0) -> dict:
-    """The full checkpoint state dict (model.diffusion_model.*, cond_stage_model.*, first_stage_model.*)."""
-    _ensure_comfy()
-    import comfy.model_base
-    import comfy.sd1_clip
-    import comfy.supported_models
+def build_taesd(generator):
+    """A seeded TAESD (ComfyUI's class, 4 latent channels): the tiny models' VAE."""
     import comfy.taesd.taesd
     import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    config = comfy.supported_models.SD15(unet_config())  # adds num_heads 8 (40-channel heads), as on loading
-    unet = comfy.model_base.BaseModel(config, device=torch.device("cpu"))
-    seeded_init_(unet.diffusion_model, generator)
-    with torch.no_grad():
-        unet.diffusion_model.out[2].weight.mul_(0.2)  # SD zero-initialises this layer: keep sampling calm
-    unet.diffusion_model.half()
-
-    clip = comfy.sd1_clip.SD1ClipModel(device="cpu", dtype=torch.float32)
-    seeded_init_(clip, generator)
-    clip_sd = {k: v.half() for k, v in clip.state_dict().items()}
 
     taesd = comfy.taesd.taesd.TAESD()
     seeded_init_(taesd, generator)
     with torch.no_grad():  # random ReLU stacks amplify: bring the decoder's output near the [-1, 1] range
         taesd.taesd_decoder[-1].weight.mul_(0.1)
         taesd.taesd_encoder[-1].weight.mul_(0.5)
+    return taesd
 
-    state = unet.state_dict_for_saving(clip_state_dict=clip_sd, vae_state_dict=taesd.state_dict())
+
+def seeded_unet(config, generator):
+    """ComfyUI's BaseModel (or the family's subclass) for a supported_models config, seeded, fp16 weights."""
+    import torch
+
+    model = config.get_model({}, device=torch.device("cpu"))
+    seeded_init_(model.diffusion_model, generator)
+    if isinstance(getattr(model.diffusion_model, "out", None), torch.nn.Sequential):  # UNets
+        with torch.no_grad():
+            model.diffusion_model.out[2].weight.mul_(0.2)  # SD zero-initialises this layer: keep sampling calm
+    model.diffusion_model.half()
+    return model
+
+
+def save_safetensors(state: dict, path: Path, metadata: dict) -> Path:
+    """Write `state` atomically (through a .partial file); logs size and time."""
+    from safetensors.torch import save_file
+
+    start = time.perf_counter()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    save_file({k: v.detach().contiguous() for k, v in state.items()}, str(partial), metadata=metadata)
+    partial.replace(path)
+    log.info("wrote %s (%.0f MB) in %.1f s", path, path.stat().st_size / 2**20, time.perf_counter() - start)
+    return path
+
+
+def build_state_dict(seed: int = 0) -> dict:
+    """The full checkpoint state dict (model.diffusion_model.*, cond_stage_model.*, first_stage_model.*)."""
+    ensure_comfy()
+    import comfy.sd1_clip
+    import comfy.supported_models
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    # SD15 adds num_heads 8 (40-channel heads), as on loading
+    unet = seeded_unet(comfy.supported_models.SD15(unet_config()), generator)
+
+    clip = comfy.sd1_clip.SD1ClipModel(device="cpu", dtype=torch.float32)
+    seeded_init_(clip, generator)
+    clip_sd = {k: v.half() for k, v in clip.state_dict().items()}
+
+    state = unet.state_dict_for_saving(clip_state_dict=clip_sd, vae_state_dict=build_taesd(generator).state_dict())
     return {k: v.detach().contiguous() for k, v in state.items()}
 
 
 def write_tiny_sd15_checkpoint(path: Path, seed: int = 0) -> Path:
     """Write the seeded tiny SD1.5 checkpoint to `path` (a .safetensors file); an existing file is kept as is."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     if path.exists():
         log.info("tiny checkpoint already at %s", path)
         return path
-    start = time.perf_counter()
-    state = build_state_dict(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    save_file(state, str(partial), metadata={"e4e_tiny_sd15_seed": str(seed)})
-    partial.replace(path)
-    size_mb = path.stat().st_size / 2**20
-    log.info("wrote tiny checkpoint %s (%.0f MB) in %.1f s", path, size_mb, time.perf_counter() - start)
-    return path
+    return save_safetensors(build_state_dict(seed), path, {"e4e_tiny_sd15_seed": str(seed)})
 
 
 def _bird(draw, size: int, cx: float, cy: float, scale: float, facing: int, wing_up: bool, body, head, wing) -> None:
