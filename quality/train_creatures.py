@@ -72,6 +72,9 @@ def parse_args(argv=None):
                    help="safety cap: stop (and save) once this much wall time has passed")
     p.add_argument("--layout", choices=sorted(cm.LAYOUTS), default="sd-like",
                    help="UNet layout (quality.creature_model.LAYOUTS; the shipped asset uses sd-like)")
+    p.add_argument("--siblings", action="store_true",
+                   help="train on 64x128 images of two creatures side by side sharing one colour scheme, so that "
+                        "denoising pools a part's colour across creatures through self-attention")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (slower than float32 on CPUs without native bf16)")
     return p.parse_args(argv)
 
@@ -85,6 +88,15 @@ def initialise(unet: torch.nn.Module, seed: int) -> None:
             if name.endswith("out_layers.3") or name.endswith("proj_out") or name == "out.2":
                 for param in module.parameters():
                     param.zero_()
+
+
+def training_images(batch: int, generator: torch.Generator, siblings: bool) -> torch.Tensor:
+    """[B, C, 16, 16] latents of creatures, or [B, C, 16, 32] of sibling pairs sharing their colours."""
+    first = draw_creatures(batch, generator)
+    if not siblings:
+        return cm.encode(first.images)
+    second = draw_creatures(batch, generator, colours_of=first)
+    return cm.encode(torch.cat([first.images, second.images], -1))
 
 
 def lr_at(step: int, args) -> float:
@@ -144,6 +156,7 @@ def main(argv=None) -> None:
             "context_dim": cm.CONTEXT_DIM,
             "conditioning": "[[torch.zeros(1, 1, context_dim), {}]]",
             "layout": args.layout,
+            "siblings": args.siblings,
             "latent": f"pixel_unshuffle(image*2-1, {cm.DOWNSCALE}): [3,64,64] 0..1 -> "
                       f"[{cm.LATENT_CHANNELS},{cm.LATENT_SIZE},{cm.LATENT_SIZE}]; scale_factor 1.0",
             "schedule": {"betas": "linspace(1e-4, 0.02, 1000)", "comfyui_sampling_settings": cm.SAMPLING_SETTINGS},
@@ -172,7 +185,7 @@ def main(argv=None) -> None:
     for step in range(args.steps):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args)
-        x0 = cm.encode(draw_creatures(args.batch, data_gen).images)
+        x0 = training_images(args.batch, data_gen, args.siblings)
         t = torch.randint(0, cm.NUM_TIMESTEPS, (args.batch,), generator=noise_gen)
         eps = torch.randn(x0.shape, generator=noise_gen)
         x_t = sqrt_abar[t, None, None, None] * x0 + sqrt_1m_abar[t, None, None, None] * eps
