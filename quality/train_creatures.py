@@ -3,8 +3,9 @@
 What it trains: an unconditional epsilon-prediction DDPM whose network is ComfyUI's own
 UNetModel (config `quality.creature_model.UNET_CONFIG`, built through comfy.model_base.BaseModel
 so the module layout and state-dict keys are exactly what ComfyUI loads), on 64x64 creatures
-drawn on the fly by `quality.creatures.draw_creatures`, space-to-depth encoded to [12, 32, 32]
-in [-1, 1] (`creature_model.encode`).
+drawn on the fly by `quality.creatures.draw_creatures`, space-to-depth encoded to [48, 16, 16]
+in [-1, 1] (`creature_model.encode`); with --siblings, 64x128 images of two creatures sharing one colour
+scheme (a diagnostic variant, not the shipped asset).
 
 Recipe (all seeded by --seed; same seed + same steps + same torch build = same weights):
   * weights initialised from a seeded generator (ComfyUI leaves them uninitialised):
@@ -17,7 +18,7 @@ Recipe (all seeded by --seed; same seed + same steps + same torch build = same w
   * AdamW lr 4e-4 (betas 0.9/0.99, no weight decay), linear warm-up over 200 steps, then cosine
     decay to 25% of lr at the last step; gradient-norm clip 1.0; batch 32;
   * EMA of the weights, decay min(0.999, (1 + step) / (10 + step));
-  * bf16 autocast on the CPU, torch.set_num_threads(2).
+  * float32 (--bf16: bf16 autocast, slower on CPUs without native bf16), torch.set_num_threads(2).
 A --max-minutes cap (default 55) stops the run early, saving first, if the machine is slower
 than planned. Every --save-every steps and at the end it writes the EMA weights (fp16 safetensors, keys of
 `model.diffusion_model`) to --out and a JSON record next to it (same stem, .json), both
