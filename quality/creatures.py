@@ -99,10 +99,12 @@ def draw_creatures(
     generator: torch.Generator,
     flip: Optional[Union[bool, torch.Tensor]] = None,
     size: int = IMAGE_SIZE,
+    colours_of: Optional[Creatures] = None,
 ) -> Creatures:
     """Draw `n` creatures from `generator` (fully determined by its state).
 
     flip: None = random orientation; a bool or a [n] bool tensor forces it.
+    colours_of: reuse these creatures' background and part colours (siblings) instead of drawing new ones.
     """
     g = generator
     scale = _uniform((n,), *SCALE_RANGE, g)
@@ -121,8 +123,11 @@ def draw_creatures(
     my = _MIDDLE[1] * scale
     cos_r, sin_r = torch.cos(rotation), torch.sin(rotation)
     position = middle - torch.stack([cos_r * mx - sin_r * my, sin_r * mx + cos_r * my], -1)
-    colours = _distinct_colours(n, 5, g)  # background first, then tail, body, head, wing
-    background, part_colours = colours[:, 0], colours[:, 1:]
+    if colours_of is None:
+        colours = _distinct_colours(n, 5, g)  # background first, then tail, body, head, wing
+        background, part_colours = colours[:, 0], colours[:, 1:]
+    else:
+        background, part_colours = colours_of.background, colours_of.part_colours
 
     # Inverse similarity transform of the pixel-centre grid into the canonical frame.
     coords = torch.arange(size, dtype=torch.float32) + 0.5

@@ -8,7 +8,9 @@ its unpatched value towards the reference part's colour: 0 = not at all, 1 = all
 on the target->reference colour difference). The transfer's final colour change is roughly a weighted
 average of this over the rearranged steps, times the guidance scale.
 
-    python quality/injection_strength.py [--pairs 12] [--timesteps 661 561 461 261]
+It also reports how token-specific the decoder's self-attention output is (see `token_specificity`).
+
+    python quality/injection_strength.py [--pairs 12] [--timesteps 661 561 461 261] [--asset ...]
 """
 
 from __future__ import annotations
@@ -84,6 +86,38 @@ def strength(patcher, t, r, timestep: int, chosen, generator) -> float:
     return float(moved.median())
 
 
+def token_specificity(patcher, t, timestep: int, generator) -> float:
+    """How much the decoder's self-attention output depends on which token asks, at one timestep.
+
+    Shuffling the decoder self-attention inputs across tokens (each position gets another token's query, keys and
+    values: its output becomes another token's output) moves the clean estimate this fraction of what zeroing
+    those inputs moves it (RMS). Near 0: attention acts as a pool that is the same for every token, so
+    rearranging its inputs cannot place anything part by part; near 1 or above: each token's output is its own.
+    """
+    sigma = patcher.model.model_sampling.sigma(torch.tensor(float(timestep)))
+    x = cm.encode(t.images)
+    xt = x + sigma * torch.randn(x.shape, generator=generator)
+    order = {}
+
+    def decoder_only(change):
+        def patch(n, context, value, extra):
+            if extra["block"][0] != "output":
+                return n, context, value
+            new = change(n)
+            return new, new, new
+        return patch
+
+    def shuffle(n):
+        if n.shape[1] not in order:
+            order[n.shape[1]] = torch.randperm(n.shape[1], generator=generator)
+        return n[:, order[n.shape[1]]]
+
+    plain = clean_estimate(patcher, xt, sigma)
+    shuffled = clean_estimate(patcher, xt, sigma, decoder_only(shuffle))
+    zeroed = clean_estimate(patcher, xt, sigma, decoder_only(torch.zeros_like))
+    return float((shuffled - plain).norm() / (zeroed - plain).norm().clamp_min(1e-12))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--asset", type=Path, default=cm.ASSET)
@@ -100,6 +134,9 @@ def main(argv=None) -> None:
     for name, chosen in LAYER_SETS.items():
         cells = [strength(patcher, t, r, ts, chosen, torch.Generator().manual_seed(ts)) for ts in args.timesteps]
         print(f"{name:24s} " + " ".join(f"{c:7.2f}" for c in cells), flush=True)
+    cells = [token_specificity(patcher, t, ts, torch.Generator().manual_seed(ts)) for ts in args.timesteps]
+    print("decoder self-attention, token-specific share (shuffled inputs / zeroed inputs, RMS change of the estimate)")
+    print(f"{'':24s} " + " ".join(f"{c:7.2f}" for c in cells), flush=True)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 What it trains: an unconditional epsilon-prediction DDPM whose network is ComfyUI's own
 UNetModel (config `quality.creature_model.UNET_CONFIG`, built through comfy.model_base.BaseModel
 so the module layout and state-dict keys are exactly what ComfyUI loads), on 64x64 creatures
-drawn on the fly by `quality.creatures.draw_creatures`, space-to-depth encoded to [12, 32, 32]
-in [-1, 1] (`creature_model.encode`).
+drawn on the fly by `quality.creatures.draw_creatures`, space-to-depth encoded to [48, 16, 16]
+in [-1, 1] (`creature_model.encode`); with --siblings, 64x128 images of two creatures sharing one colour
+scheme (a diagnostic variant, not the shipped asset).
 
 Recipe (all seeded by --seed; same seed + same steps + same torch build = same weights):
   * weights initialised from a seeded generator (ComfyUI leaves them uninitialised):
@@ -17,7 +18,7 @@ Recipe (all seeded by --seed; same seed + same steps + same torch build = same w
   * AdamW lr 4e-4 (betas 0.9/0.99, no weight decay), linear warm-up over 200 steps, then cosine
     decay to 25% of lr at the last step; gradient-norm clip 1.0; batch 32;
   * EMA of the weights, decay min(0.999, (1 + step) / (10 + step));
-  * bf16 autocast on the CPU, torch.set_num_threads(2).
+  * float32 (--bf16: bf16 autocast, slower on CPUs without native bf16), torch.set_num_threads(2).
 A --max-minutes cap (default 55) stops the run early, saving first, if the machine is slower
 than planned. Every --save-every steps and at the end it writes the EMA weights (fp16 safetensors, keys of
 `model.diffusion_model`) to --out and a JSON record next to it (same stem, .json), both
@@ -72,6 +73,9 @@ def parse_args(argv=None):
                    help="safety cap: stop (and save) once this much wall time has passed")
     p.add_argument("--layout", choices=sorted(cm.LAYOUTS), default="sd-like",
                    help="UNet layout (quality.creature_model.LAYOUTS; the shipped asset uses sd-like)")
+    p.add_argument("--siblings", action="store_true",
+                   help="train on 64x128 images of two creatures side by side sharing one colour scheme, so that "
+                        "denoising pools a part's colour across creatures through self-attention")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (slower than float32 on CPUs without native bf16)")
     return p.parse_args(argv)
 
@@ -85,6 +89,15 @@ def initialise(unet: torch.nn.Module, seed: int) -> None:
             if name.endswith("out_layers.3") or name.endswith("proj_out") or name == "out.2":
                 for param in module.parameters():
                     param.zero_()
+
+
+def training_images(batch: int, generator: torch.Generator, siblings: bool) -> torch.Tensor:
+    """[B, C, 16, 16] latents of creatures, or [B, C, 16, 32] of sibling pairs sharing their colours."""
+    first = draw_creatures(batch, generator)
+    if not siblings:
+        return cm.encode(first.images)
+    second = draw_creatures(batch, generator, colours_of=first)
+    return cm.encode(torch.cat([first.images, second.images], -1))
 
 
 def lr_at(step: int, args) -> float:
@@ -144,6 +157,7 @@ def main(argv=None) -> None:
             "context_dim": cm.CONTEXT_DIM,
             "conditioning": "[[torch.zeros(1, 1, context_dim), {}]]",
             "layout": args.layout,
+            "siblings": args.siblings,
             "latent": f"pixel_unshuffle(image*2-1, {cm.DOWNSCALE}): [3,64,64] 0..1 -> "
                       f"[{cm.LATENT_CHANNELS},{cm.LATENT_SIZE},{cm.LATENT_SIZE}]; scale_factor 1.0",
             "schedule": {"betas": "linspace(1e-4, 0.02, 1000)", "comfyui_sampling_settings": cm.SAMPLING_SETTINGS},
@@ -172,7 +186,7 @@ def main(argv=None) -> None:
     for step in range(args.steps):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args)
-        x0 = cm.encode(draw_creatures(args.batch, data_gen).images)
+        x0 = training_images(args.batch, data_gen, args.siblings)
         t = torch.randint(0, cm.NUM_TIMESTEPS, (args.batch,), generator=noise_gen)
         eps = torch.randn(x0.shape, generator=noise_gen)
         x_t = sqrt_abar[t, None, None, None] * x0 + sqrt_1m_abar[t, None, None, None] * eps
