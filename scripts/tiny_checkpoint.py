@@ -98,23 +98,28 @@ def build_state_dict(seed: int = 0) -> dict:
     return {k: v.detach().contiguous() for k, v in state.items()}
 
 
-def write_tiny_sd15_checkpoint(path: Path, seed: int = 0) -> Path:
-    """Write the seeded tiny SD1.5 checkpoint to `path` (a .safetensors file); an existing file is kept as is."""
+def write_seeded_safetensors(path: Path, build, seed: int, what: str) -> Path:
+    """Write `build(seed)` (a state dict) to `path` atomically, unless the file exists (then it is kept as is)."""
     from safetensors.torch import save_file
 
     path = Path(path)
     if path.exists():
-        log.info("tiny checkpoint already at %s", path)
+        log.info("tiny %s already at %s", what, path)
         return path
     start = time.perf_counter()
-    state = build_state_dict(seed)
+    state = build(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     save_file(state, str(partial), metadata={"e4e_tiny_sd15_seed": str(seed)})
     partial.replace(path)
     size_mb = path.stat().st_size / 2**20
-    log.info("wrote tiny checkpoint %s (%.0f MB) in %.1f s", path, size_mb, time.perf_counter() - start)
+    log.info("wrote tiny %s %s (%.1f MB) in %.1f s", what, path, size_mb, time.perf_counter() - start)
     return path
+
+
+def write_tiny_sd15_checkpoint(path: Path, seed: int = 0) -> Path:
+    """Write the seeded tiny SD1.5 checkpoint to `path` (a .safetensors file); an existing file is kept as is."""
+    return write_seeded_safetensors(path, build_state_dict, seed, "checkpoint")
 
 
 def _bird(draw, size: int, cx: float, cy: float, scale: float, facing: int, wing_up: bool, body, head, wing) -> None:
