@@ -39,10 +39,11 @@ SD15_CANNY_MODEL = {
     "url": "https://huggingface.co/comfyanonymous/ControlNet-v1-1_fp16_safetensors/resolve/main/control_v11p_sd15_canny_fp16.safetensors",
     "directory": "controlnet",
 }
-# The LoRA is the user's own choice: a placeholder name with its folder and no download (the frontend lists only
-# models with a url or hash in its missing-model dialog, so the note says where the user's LoRA goes).
+# The LoRA is the user's own choice: a placeholder name, and the note says where the user's LoRA goes. It carries
+# no `models` entry: the frontend's workflow schema requires a url in every entry (an entry without one raises
+# "Invalid workflow against zod schema" on loading), and a placeholder has nothing to download.
 SD15_LORA_PLACEHOLDER = "your_sd15_lora.safetensors"
-SD15_LORA_MODEL = {"name": SD15_LORA_PLACEHOLDER, "directory": "loras"}
+PLACEHOLDERS = {SD15_LORA_PLACEHOLDER: "loras"}  # file name -> the models folder the note names
 
 COLUMN_GAP = 100  # between columns: leaves room for group padding and for nodes the page draws a little wider
 ROW_GAP = 50  # between nodes in a column
@@ -294,7 +295,7 @@ def composition_graph(ckpt: str = SD15_CHECKPOINT, lora: str = SD15_LORA_PLACEHO
         ("4. ControlNet from the target", CONTROL_NOTE, [["13", "14", "15"]]),
         ("5. Sample, decode, save", SAMPLE_NOTE, [["16", "17", "18"]]),
     ]
-    return Example(api, titles, stages, {"1": [SD15_MODEL], "2": [SD15_LORA_MODEL], "14": [SD15_CANNY_MODEL]})
+    return Example(api, titles, stages, {"1": [SD15_MODEL], "14": [SD15_CANNY_MODEL]})
 
 
 GRAPHS = {
