@@ -32,6 +32,19 @@ SD15_MODEL = {
     "directory": "checkpoints",
 }
 
+# The ControlNet the composition example names: ComfyUI's fp16 copy of ControlNet 1.1 canny for SD1.5.
+SD15_CANNY_CONTROLNET = "control_v11p_sd15_canny_fp16.safetensors"
+SD15_CANNY_MODEL = {
+    "name": SD15_CANNY_CONTROLNET,
+    "url": "https://huggingface.co/comfyanonymous/ControlNet-v1-1_fp16_safetensors/resolve/main/control_v11p_sd15_canny_fp16.safetensors",
+    "directory": "controlnet",
+}
+# The LoRA is the user's own choice: a placeholder name, and the note says where the user's LoRA goes. It carries
+# no `models` entry: the frontend's workflow schema requires a url in every entry (an entry without one raises
+# "Invalid workflow against zod schema" on loading), and a placeholder has nothing to download.
+SD15_LORA_PLACEHOLDER = "your_sd15_lora.safetensors"
+PLACEHOLDERS = {SD15_LORA_PLACEHOLDER: "loras"}  # file name -> the models folder the note names
+
 COLUMN_GAP = 100  # between columns: leaves room for group padding and for nodes the page draws a little wider
 ROW_GAP = 50  # between nodes in a column
 GROUP_PADDING = 20
@@ -227,10 +240,69 @@ def two_object_graph(ckpt: str = SD15_CHECKPOINT, prompt: str = "a photo of two 
     return Example(api, titles, stages, {"1": [SD15_MODEL]})
 
 
+COMPOSE_LOAD_NOTE = (
+    "The transfer composed with other model patches and ControlNet. Files to put in place of the names shown:\n"
+    "- models/checkpoints: an SD1.5 checkpoint ({ckpt}; the missing-model dialog links it);\n"
+    "- models/loras: YOUR SD1.5 LoRA, picked in 'Load LoRA' ({lora} is only a placeholder name);\n"
+    "- models/controlnet: an SD1.5 canny ControlNet ({controlnet}; the dialog links it). Another SD1.5 "
+    "ControlNet works with its own preprocessor in place of Canny.\n\nThe MODEL passes LoRA, then FreeU, and "
+    "that one patched MODEL feeds both Invert nodes and Apply (the order of LoRA and FreeU is free; the pack "
+    "refuses inversions made with another model)."
+)
+CONTROL_NOTE = (
+    "ControlNet guides only the final sampling, from the TARGET's edges (Canny), so the result keeps the target's "
+    "outline more firmly while it takes the reference's appearance. The inversions stay unguided: they must "
+    "describe the images as the plain prompt sees them.\n\nKnobs: strength (0.5; 0 turns ControlNet off, as if "
+    "it were not there), end_percent (stop guiding earlier to free the details), Canny thresholds."
+)
+
+
+def composition_graph(ckpt: str = SD15_CHECKPOINT, lora: str = SD15_LORA_PLACEHOLDER, controlnet: str = SD15_CANNY_CONTROLNET,
+                      target: str = "e4e_target.png", reference: str = "e4e_reference.png", prompt: str = "a photo of a bird") -> Example:
+    """The transfer on a LoRA + FreeU model, its sampling guided by a canny ControlNet from the target."""
+    invert = {"model": link("3"), "positive": link("4"), "negative": link("5"), "steps": 100, "skip": 32, "cfg": 3.5, "scheduler": "ddim_uniform", "record_features": True}
+    api = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
+        "2": {"class_type": "LoraLoaderModelOnly", "inputs": {"model": link("1"), "lora_name": lora, "strength_model": 0.8}},
+        "3": {"class_type": "FreeU", "inputs": {"model": link("2"), "b1": 1.2, "b2": 1.4, "s1": 0.9, "s2": 0.2}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": prompt, "clip": link("1", 1)}},
+        "5": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": link("1", 1)}},
+        "6": {"class_type": "LoadImage", "inputs": {"image": target}},
+        "7": {"class_type": "LoadImage", "inputs": {"image": reference}},
+        "8": {"class_type": "VAEEncode", "inputs": {"pixels": link("6"), "vae": link("1", 2)}},
+        "9": {"class_type": "VAEEncode", "inputs": {"pixels": link("7"), "vae": link("1", 2)}},
+        "10": {"class_type": "E4E_Invert", "inputs": {**invert, "latent": link("8"), "seed": 0}},
+        "11": {"class_type": "E4E_Invert", "inputs": {**invert, "latent": link("9"), "seed": 1}},
+        "12": {"class_type": "E4E_ApplyEyeForEye", "inputs": {"model": link("3"), "reference_inversion": link("11"), "target_inversion": link("10"), "start": 10, "end": -1, "refresh_every": 5, "refresh_until": 40, "mode": "rearrange features (q, k, v)", "feature_source": "recorded at inversion", "behaviour": "paper"}},
+        "13": {"class_type": "Canny", "inputs": {"image": link("6"), "low_threshold": 0.4, "high_threshold": 0.8}},
+        "14": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": controlnet}},
+        "15": {"class_type": "ControlNetApplyAdvanced", "inputs": {"positive": link("4"), "negative": link("5"), "control_net": link("14"), "image": link("13"), "strength": 0.5, "start_percent": 0.0, "end_percent": 1.0, "vae": link("1", 2)}},
+        "16": {"class_type": "E4E_KSampler", "inputs": {"model": link("12"), "positive": link("15", 0), "negative": link("15", 1), "target_inversion": link("10"), "reference_inversion": link("11"), "cfg": 2.5, "adain_start": 49}},
+        "17": {"class_type": "VAEDecode", "inputs": {"samples": link("16"), "vae": link("1", 2)}},
+        "18": {"class_type": "SaveImage", "inputs": {"images": link("17"), "filename_prefix": "eye_for_eye_composed"}},
+    }
+    titles = {"1": "Load SD1.5 checkpoint", "2": "Load LoRA (your SD1.5 LoRA)", "3": "FreeU (published: 1.2 / 1.4 / 0.9 / 0.2)",
+              "4": "Positive prompt (the domain)", "5": "Negative prompt (empty)", "6": "Target (structure)",
+              "7": "Reference (appearance)", "8": "Encode target", "9": "Encode reference", "10": "Invert target",
+              "11": "Invert reference", "12": "Apply Eye-for-an-eye", "13": "Target edges (Canny)",
+              "14": "Load ControlNet (SD1.5 canny)", "15": "Guide with the target's edges", "16": "Sample the result",
+              "17": "Decode", "18": "Save result"}
+    stages = [
+        ("1. Load: model + LoRA + FreeU, prompts, images", COMPOSE_LOAD_NOTE.format(ckpt=ckpt, lora=lora, controlnet=controlnet),
+         [["1", "6", "7"], ["2", "3", "4", "5", "8", "9"]]),
+        ("2. Invert both images (patched model)", INVERT_NOTE, [["10", "11"]]),
+        ("3. Transfer", TRANSFER_NOTE, [["12"]]),
+        ("4. ControlNet from the target", CONTROL_NOTE, [["13", "14", "15"]]),
+        ("5. Sample, decode, save", SAMPLE_NOTE, [["16", "17", "18"]]),
+    ]
+    return Example(api, titles, stages, {"1": [SD15_MODEL], "14": [SD15_CANNY_MODEL]})
+
+
 GRAPHS = {
     "eye_for_eye_transfer": transfer_graph,
     "correspondence_inspection": inspection_graph,
     "two_object_transfer": two_object_graph,
+    "composition_transfer": composition_graph,
 }
 
 

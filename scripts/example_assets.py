@@ -29,11 +29,13 @@ THUMBNAILS = {
     "eye_for_eye_transfer": [(DEMO_FILES[0], "target: structure"), (DEMO_FILES[1], "reference: appearance")],
     "correspondence_inspection": [(DEMO_FILES[0], "target"), (DEMO_FILES[1], "reference")],
     "two_object_transfer": [(TWO_OBJECT_FILES[0], "target: two birds"), (DEMO_FILES[1], "left ref."), (TWO_OBJECT_FILES[3], "right ref.")],
+    "composition_transfer": [(DEMO_FILES[0], "target: structure, edges"), (DEMO_FILES[1], "reference")],
 }
 TITLES = {
     "eye_for_eye_transfer": "Eye-for-an-eye: appearance transfer",
     "correspondence_inspection": "Eye-for-an-eye: inspect the correspondence",
     "two_object_transfer": "Eye-for-an-eye: two objects, two references",
+    "composition_transfer": "Eye-for-an-eye with LoRA, FreeU and ControlNet",
 }
 
 

@@ -128,13 +128,18 @@ def build_state_dict(seed: int = 0) -> dict:
     return {k: v.detach().contiguous() for k, v in state.items()}
 
 
-def write_tiny_sd15_checkpoint(path: Path, seed: int = 0) -> Path:
-    """Write the seeded tiny SD1.5 checkpoint to `path` (a .safetensors file); an existing file is kept as is."""
+def write_seeded_safetensors(path: Path, build, seed: int, what: str) -> Path:
+    """Write `build(seed)` (a state dict) to `path` atomically, unless the file exists (then it is kept as is)."""
     path = Path(path)
     if path.exists():
-        log.info("tiny checkpoint already at %s", path)
+        log.info("tiny %s already at %s", what, path)
         return path
-    return save_safetensors(build_state_dict(seed), path, {"e4e_tiny_sd15_seed": str(seed)})
+    return save_safetensors(build(seed), path, {"e4e_tiny_sd15_seed": str(seed)})
+
+
+def write_tiny_sd15_checkpoint(path: Path, seed: int = 0) -> Path:
+    """Write the seeded tiny SD1.5 checkpoint to `path` (a .safetensors file); an existing file is kept as is."""
+    return write_seeded_safetensors(path, build_state_dict, seed, "checkpoint")
 
 
 def _bird(draw, size: int, cx: float, cy: float, scale: float, facing: int, wing_up: bool, body, head, wing) -> None:

@@ -1,8 +1,8 @@
 """Every shipped workflow in the real ComfyUI web page: the frontend that ships with the host, served by the real
 server, in Debian's headless Chromium (see ../shared docs/frontend.md for the facts this relies on).
 
-For each template: it loads with no missing node types and no node errors, the page names the checkpoint it
-needs (missing-model dialog), nothing overlaps as the page lays the nodes out, the prompt the page builds
+For each template: it loads with no missing node types and no node errors, the page names the models it
+needs (missing-model dialog: the checkpoint, and the ControlNet of the composition example), nothing overlaps as the page lays the nodes out, the prompt the page builds
 (`app.graphToPrompt()`) equals the shipped API prompt input by input, and, queued from the page (on the tiny
 checkpoint, with fewer steps), it completes. A screenshot of each is kept in output/frontend/.
 
@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 import build_workflows  # noqa: E402
 from browser import Browser, find_chromium  # noqa: E402
 from run_workflow import start_server  # noqa: E402
+from tiny_adapters import CONTROLNET_NAME, LORA_NAME, write_tiny_adapters  # noqa: E402
 from tiny_checkpoint import CHECKPOINT_NAME, write_demo_images, write_tiny_sd15_checkpoint, write_two_object_images  # noqa: E402
 
 if find_chromium() is None and os.environ.get("E4E_REQUIRE_BROWSER"):
@@ -44,6 +45,8 @@ QUICK = {
     "E4E_KSampler": {"adain_start": 10},
     "E4E_ExtractFeatures": {"ensemble": 2},
     "CheckpointLoaderSimple": {"ckpt_name": CHECKPOINT_NAME},
+    "LoraLoaderModelOnly": {"lora_name": LORA_NAME},
+    "ControlNetLoader": {"control_net_name": CONTROLNET_NAME},
 }
 
 
@@ -71,6 +74,7 @@ def page():
         write_tiny_sd15_checkpoint(base / "models" / "checkpoints" / CHECKPOINT_NAME)
         write_demo_images(base / "input")
         write_two_object_images(base / "input")
+        write_tiny_adapters(base / "models")
         # A returning user: no first-visit template browser over the graph.
         _post_json(server.url + "/api/settings/Comfy.TutorialCompleted", True)
         with Browser() as browser:
@@ -111,7 +115,10 @@ def test_workflow_in_the_real_page(page, name):
     assert sorted(registered) == sorted(types)
     assert browser.evaluate("window.__e4e.missingNodes") == []
     assert browser.evaluate("app.graph.nodes.filter(n => n.has_errors).map(n => n.type)") == []
-    assert browser.evaluate("window.__e4e.missingModels") == [build_workflows.SD15_CHECKPOINT]
+    assert not browser.evaluate("document.body.innerText.includes('Invalid workflow')"), "the frontend's schema refuses the file"
+    downloads = [m["name"] for n in ui["nodes"] for m in n.get("properties", {}).get("models", [])]
+    assert build_workflows.SD15_CHECKPOINT in downloads
+    assert browser.evaluate("window.__e4e.missingModels") == downloads
 
     # 2. nothing overlaps as the page sizes the nodes (it grows a node that is too small for its content)
     boxes = browser.evaluate("app.graph.nodes.map(n => [n.id, n.pos[0], n.pos[1] - LiteGraph.NODE_TITLE_HEIGHT, "

@@ -79,7 +79,7 @@ def test_shipped_widget_values_land_on_the_right_widgets(host, name):
                 assert isinstance(value, bool)
             elif isinstance(spec[0], list) or spec[0] == "COMBO":
                 options = spec[0] if isinstance(spec[0], list) else spec[1]["options"]
-                if input_name not in ("image", "ckpt_name"):  # file lists depend on the server's folders
+                if input_name not in ("image", "ckpt_name", "lora_name", "control_net_name"):  # file lists depend on the server's folders
                     assert value in options, f"{node['type']}.{input_name} = {value!r} not in {options}"
 
 
@@ -114,17 +114,25 @@ def test_a_person_can_read_the_graph(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_each_workflow_names_the_models_it_needs(host, name):
     """The frontend's missing-model dialog: `models` on the loader node, name == the widget value, a direct
-    huggingface download of a .safetensors file, and a model folder the host knows."""
+    huggingface download of a .safetensors file, and a model folder the host knows. A file that is the user's
+    own choice (a LoRA) is a placeholder instead: no `models` entry (the frontend's schema requires a url in
+    each), and a note names it and the folder where the user's file goes."""
     import folder_paths
 
     ui = load(name, api=False)
+    notes = " ".join(n["widgets_values"][0] for n in ui["nodes"] if n["type"] == "Note")
     loaders = [n for n in ui["nodes"] if any(isinstance(v, str) and v.endswith(".safetensors") for v in n["widgets_values"])]
     assert loaders
     for node in loaders:
+        selected = {v for v in node["widgets_values"] if isinstance(v, str) and v.endswith(".safetensors")}
         models = node["properties"].get("models")
+        if selected <= set(build_workflows.PLACEHOLDERS) and not models:
+            for file in selected:
+                assert file in notes and f"models/{build_workflows.PLACEHOLDERS[file]}" in notes, f"{file}: the notes explain the placeholder"
+            continue
         assert models, f"{node['type']} names a model file but not where to get it"
-        selected = {v for v in node["widgets_values"] if isinstance(v, str)}
         for model in models:
+            assert set(model) == {"name", "url", "directory"}
             assert model["name"] in selected and model["name"].endswith(".safetensors")
             assert model["url"].startswith("https://huggingface.co/") and model["url"].endswith("/" + model["name"])
             assert model["directory"] in folder_paths.folder_names_and_paths
