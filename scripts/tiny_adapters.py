@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seeded_init import seeded_init_  # noqa: E402
-from tiny_checkpoint import _ensure_comfy, unet_config, write_seeded_safetensors  # noqa: E402
+from tiny_checkpoint import ensure_comfy, unet_config, write_seeded_safetensors  # noqa: E402
 
 LORA_NAME = "e4e_tiny_sd15_lora.safetensors"
 CONTROLNET_NAME = "e4e_tiny_sd15_controlnet.safetensors"
@@ -34,7 +34,7 @@ LORA_TARGETS = re.compile(r"^lora_unet_.*_attn[12]_to_(q|k|v|out_0)$")
 
 def build_lora_state_dict(seed: int = 0) -> dict:
     """lora_unet_<layer>.lora_down.weight / .lora_up.weight / .alpha for every attention projection."""
-    _ensure_comfy()
+    ensure_comfy()
     import comfy.lora
     import comfy.model_base
     import comfy.supported_models
@@ -60,7 +60,7 @@ def build_lora_state_dict(seed: int = 0) -> dict:
 
 def build_controlnet_state_dict(seed: int = 0) -> dict:
     """control_model.* of an SD1.5-shaped ControlNet matching the tiny UNet (3-channel hint)."""
-    _ensure_comfy()
+    ensure_comfy()
     import comfy.cldm.cldm
     import comfy.ops
     import comfy.supported_models
