@@ -15,6 +15,7 @@ from ..core.inversion import Inversion
 from ..core.provenance import tensor_digest
 from .api import CATEGORY, Inversion as InversionType, io
 from .model_info import check_supported, finest_decoder_layers, image_downscale, model_family, model_fingerprint, unet_downscale
+from .invert_pairs import schedule_mismatch
 from .validation import check_image_latent, verdict, widget_problems
 from .recording import run_recording
 
@@ -119,6 +120,7 @@ class Invert(io.ComfyNode):
                     ),
                 ),
             ],
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],  # to compare the paired Invert's schedule before work
             outputs=[InversionType.Output("inversion", display_name="inversion", tooltip="Noise maps, latents and features of the inverted image: connect to Apply Eye-for-an-eye and the KSampler.")],
         )
 
@@ -129,6 +131,10 @@ class Invert(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, latent, steps, skip, cfg, seed, scheduler, record_features=True) -> io.NodeOutput:
         problems = _problems(cls, steps, skip, cfg, scheduler)
+        hidden = getattr(cls, "hidden", None)
+        if hidden is not None:
+            mismatch = schedule_mismatch(hidden.prompt, hidden.unique_id, dict(steps=steps, skip=skip, scheduler=scheduler))
+            problems += [mismatch] if mismatch else []
         if problems:
             raise ValueError("; ".join(problems))
         return io.NodeOutput(invert_latent(model, positive, negative, latent, steps, skip, cfg, seed, scheduler, record_features))

@@ -1,18 +1,19 @@
 """Cancel and soak on the real ComfyUI server (tiny SD1.5 checkpoint, the battery's transfer graph).
 
-- POST /interrupt during an inversion and, separately, during sampling: the run stops in that node, and a clean
+- POST /interrupt during an inversion and, separately, during sampling (sent when the node reports its first
+  progress step over the server's websocket): the run stops in that node, and a clean
   rerun gives exactly the pixels of the uninterrupted run.
 - 30 runs of a small graph in one server: its resident memory grows at most 5% after warm-up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import os
 import sys
-import time
-import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from run_workflow import image_path, output_images, start_server  # noqa: E402
 from test_server_battery import good_prompt, history, post_prompt, without_inspection  # noqa: E402
 from tiny_checkpoint import CHECKPOINT_NAME, write_demo_images, write_tiny_sd15_checkpoint  # noqa: E402
 
-STEPS = 10  # long enough that an interrupt 1 s into a node lands inside it
+STEPS = 10  # the interrupt is sent at a node's first progress step, so it lands inside it
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +47,6 @@ def small_prompt(steps: int = STEPS, seed: int = 0, cfg: float = 2.0, skip: int 
     return prompt
 
 
-def _post_json(url: str, payload: dict) -> None:
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(request, timeout=10).close()
-
-
 def run_pixels(server, prompt: dict):
     import numpy as np
     from PIL import Image
@@ -64,24 +60,32 @@ def run_pixels(server, prompt: dict):
     return np.asarray(Image.open(image_path(server.base, saved[0])))
 
 
-def interrupt_after(server, prompt: dict, delay: float) -> dict:
-    """POST the prompt, POST /interrupt `delay` s after it starts running; returns the execution_interrupted data."""
-    status, body = post_prompt(server.url, copy.deepcopy(prompt))
-    assert status == 200, body
-    prompt_id = body["prompt_id"]
-    deadline = time.monotonic() + 60
-    while True:
-        with urllib.request.urlopen(server.url + "/queue", timeout=10) as response:
-            running = json.loads(response.read())["queue_running"]
-        if any(item[1] == prompt_id for item in running):
-            break
-        assert time.monotonic() < deadline, "the prompt never started"
-        time.sleep(0.05)
-    time.sleep(delay)
-    _post_json(server.url + "/interrupt", {})
+async def _interrupt_on_progress(url: str, prompt: dict, nodes: tuple) -> str:
+    """POST the prompt and POST /interrupt as soon as one of `nodes` reports its first progress step."""
+    import aiohttp
+
+    client_id = uuid.uuid4().hex
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url.replace("http", "ws", 1) + f"/ws?clientId={client_id}") as ws:
+            async with session.post(url + "/prompt", json={"prompt": prompt, "client_id": client_id}) as response:
+                body = await response.json()
+                assert response.status == 200, body
+            async for message in ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                event = json.loads(message.data)
+                if event["type"] == "progress" and event["data"].get("node") in nodes:
+                    async with session.post(url + "/interrupt", json={}):
+                        return body["prompt_id"]
+    raise AssertionError(f"no progress from {nodes}")
+
+
+def interrupt_in(server, prompt: dict, nodes: tuple) -> dict:
+    """Run the prompt, interrupt it inside one of `nodes` (at its first progress step); the execution_interrupted data."""
+    prompt_id = asyncio.run(asyncio.wait_for(_interrupt_on_progress(server.url, copy.deepcopy(prompt), nodes), 300))
     entry = history(server.url, prompt_id, timeout=300)
     interrupted = [data for event, data in entry["status"]["messages"] if event == "execution_interrupted"]
-    assert interrupted, f"the run was not interrupted (finished within {delay} s?): {entry['status']['status_str']}"
+    assert interrupted, f"the run was not interrupted: {entry['status']['status_str']}"
     return interrupted[0]
 
 
@@ -90,11 +94,11 @@ def test_interrupted_inversion_and_sampling_then_a_clean_rerun_gives_the_same_pi
 
     uninterrupted = run_pixels(server, small_prompt())
     # Other inversion seeds: the loaders and VAEEncode are cached, the inversions run first.
-    stopped = interrupt_after(server, small_prompt(seed=5), delay=1.0)
+    stopped = interrupt_in(server, small_prompt(seed=5), ("tinv", "rinv"))
     assert stopped["node_type"] == "E4E_Invert", stopped
     assert np.array_equal(run_pixels(server, small_prompt()), uninterrupted)
     # Another cfg: the inversions are cached, only the sampler (and decoder) run.
-    stopped = interrupt_after(server, small_prompt(cfg=3.0), delay=1.0)
+    stopped = interrupt_in(server, small_prompt(cfg=3.0), ("ks",))
     assert stopped["node_type"] == "E4E_KSampler", stopped
     assert np.array_equal(run_pixels(server, small_prompt()), uninterrupted)
 

@@ -142,7 +142,7 @@ def objects_branch(**apply_inputs):
 class Case:
     name: str
     edit: Callable[[dict], None]
-    node: str  # the node id that must report the error
+    node: str | tuple  # the node id that must report the error (a tuple: whichever of them runs first)
     names: str  # the input the message must name
     says: str  # a fragment of what the message must say
     at_prompt: bool = True  # refused by POST /prompt (else: by the node when it runs)
@@ -198,7 +198,15 @@ CASES = [
     Case("reference inverted with another model", both(freeu(), set_input("rinv", model=["freeu", 0]), without_inspection), "apply", "reference_inversion", "is not the model", False),
     Case("features of two models matched", both(freeu(), set_input("rinv", model=["freeu", 0]), set_input("ks", reference_inversion=["tinv", 0]),
          set_input("apply", reference_inversion=["tinv", 0])), "match", "reference_features", "different models", False),
-    Case("reference inverted with another schedule", set_input("rinv", skip=1), "apply", "reference_inversion", "give both Invert nodes the same", False),
+    # Refused by the first Invert to run, before it inverts: it reads its partner's schedule from the prompt.
+    Case("reference inverted with another schedule", set_input("rinv", skip=1), ("tinv", "rinv"), "skip", "give both Invert nodes the same", False),
+    Case("reference skip through a link", both(add("rskip", "PrimitiveInt", value=1), set_input("rinv", skip=["rskip", 0])),
+         "rinv", "skip", "skip 1 here and 2 there", False),
+    # Both through links, neither Invert can know the other's value: Apply compares the two inversions.
+    Case("both schedules through links", both(
+        add("tskip", "PrimitiveInt", value=2), add("rskip", "PrimitiveInt", value=1),
+        set_input("tinv", skip=["tskip", 0]), set_input("rinv", skip=["rskip", 0])),
+         "apply", "reference_inversion", "give both Invert nodes the same", False),
     Case("correspondence made for other images", both(
         add("swapped", "E4E_SemanticMatch", target_features=["rfeat", 0], reference_features=["tfeat", 0], mutual=False, min_similarity=-1.0),
         set_input("apply", correspondence=["swapped", 0])), "apply", "correspondence", "computed for", False),
@@ -325,7 +333,7 @@ def test_bad_input_is_refused_naming_the_input(server, pixels_before, case):
         errors = [data for event, data in entry["status"]["messages"] if event == "execution_error"]
         assert len(errors) == 1
         error = errors[0]
-        assert error["node_id"] == case.node, f"refused by {error['node_id']} ({error['node_type']}), not {case.node}: {error['exception_message']}"
+        assert error["node_id"] in (case.node if isinstance(case.node, tuple) else (case.node,)), f"refused by {error['node_id']} ({error['node_type']}), not {case.node}: {error['exception_message']}"
         assert error["exception_type"].endswith("ValueError"), error["exception_type"]
         message = error["exception_message"]
         assert case.names in message and case.says in message, message
