@@ -206,7 +206,20 @@ def conditioning(seed, context_dim, pooled):
     return [[torch.randn(1, 77, context_dim, generator=g), extra]]
 
 
-def bench_sampling(host_nodes, name, config, latent_side, steps, skip, schedule, adain_start, device, dtype, repeat):
+def profile_generation(runs: dict, rows: int = 10) -> str:
+    """Where one generation's time goes: the top operators by self time, for each labelled run."""
+    from torch.profiler import ProfilerActivity, profile
+
+    parts = []
+    for label, fn in runs.items():
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fn()
+        parts.append(f"--- {label}\n" + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+    return "\n".join(parts)
+
+
+def bench_sampling(host_nodes, name, config, latent_side, steps, skip, schedule, adain_start, device, dtype, repeat,
+                   profile=False):
     """Invert, E4E generation and plain sampling on the same model, sigmas, cfg and latent."""
     import comfy.samplers
 
@@ -243,6 +256,8 @@ def bench_sampling(host_nodes, name, config, latent_side, steps, skip, schedule,
         return run("E4E_KSampler", model=model, positive=positive, negative=negative, target_inversion=target,
                    reference_inversion=reference, cfg=sample_cfg, adain_start=adain_start)
 
+    if profile:
+        print(profile_generation({"plain": lambda: plain(sample_cfg), "recorded": e4e, "live": lambda: e4e(patched_live)}), flush=True)
     peak = {}
     if device.type == "cuda":
         for label, fn in (("plain", lambda: plain(sample_cfg)), ("e4e", e4e), ("e4e_live", lambda: e4e(patched_live))):
@@ -284,6 +299,7 @@ def main():
     parser.add_argument("--gpu", action="store_true", help="full-size SD1.5 512 and SDXL 1024 on CUDA, fp16")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--latent", type=int, default=None, help="latent side for the CPU UNet runs (default 16, quick 8)")
+    parser.add_argument("--profile", action="store_true", help="also print where one generation's time goes (top operators)")
     parser.add_argument("--out", type=Path, default=REPO / "bench-results.json")
     args = parser.parse_args()
     if args.threads:
@@ -319,7 +335,8 @@ def main():
         adain = (steps - skip) * 49 // 68
     sampling = []
     for name_, config, side in runs:
-        row = bench_sampling(host_nodes, name_, config, side, steps, skip, schedule, adain, device, dtype, repeat=1 if args.quick else 2)
+        row = bench_sampling(host_nodes, name_, config, side, steps, skip, schedule, adain, device, dtype,
+                             repeat=1 if args.quick else 2, profile=args.profile)
         print("sampling", json.dumps(row), flush=True)
         sampling.append(row)
 
