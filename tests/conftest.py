@@ -45,3 +45,19 @@ def node(host):
 def run_node(cls, **inputs):
     """Execute a V3 node the way the executor does and return its outputs tuple."""
     return cls.execute(**inputs).result
+
+
+def invert_pair(node, model, steps: int, skip: int, cfg: float) -> dict:
+    """{"target", "reference"}: E4E_Invert of the 16x16 test latents of seeds 3 and 4 (inversion seed 5)."""
+    import torch
+    from tiny_models import conditioning, latent
+
+    def invert(image_seed):
+        (inversion,) = run_node(
+            node("E4E_Invert"), model=model, positive=conditioning(10), negative=conditioning(11),
+            latent=latent(image_seed, 16), steps=steps, skip=skip, cfg=cfg, seed=5, scheduler="ddim_uniform",
+        )
+        return inversion
+
+    with torch.inference_mode():
+        return {"target": invert(3), "reference": invert(4)}

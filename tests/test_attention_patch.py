@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from conftest import run_node
-from tiny_models import conditioning, latent, tiny_sd15
+from conftest import invert_pair, run_node
+from tiny_models import conditioning, tiny_sd15
 
 STEPS, SKIP = 20, 6  # 14 generation steps
 SCHEDULE = dict(start=3, end=-1, refresh_every=4, refresh_until=9)  # refresh on 3, 7; rearrange 4-6, 8-13
@@ -17,15 +17,7 @@ def model(host):
 
 @pytest.fixture(scope="module")
 def inversions(node, model):
-    def invert(image_seed, size):
-        (inv,) = run_node(
-            node("E4E_Invert"), model=model, positive=conditioning(10), negative=conditioning(11),
-            latent=latent(image_seed, size), steps=STEPS, skip=SKIP, cfg=3.5, seed=5, scheduler="ddim_uniform",
-        )
-        return inv
-
-    with torch.inference_mode():
-        return {"target": invert(3, 16), "reference": invert(4, 16)}
+    return invert_pair(node, model, STEPS, SKIP, cfg=3.5)
 
 
 class Observer:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from conftest import run_node
+from conftest import invert_pair, run_node
 from tiny_models import conditioning, latent, tiny_sd15
 
 STEPS, SKIP = 20, 6  # 14 generation steps
@@ -38,15 +38,7 @@ def model(host):
 
 @pytest.fixture(scope="module")
 def inversions(node, model):
-    def invert(image_seed):
-        (inv,) = run_node(
-            node("E4E_Invert"), model=model, positive=conditioning(10), negative=conditioning(11),
-            latent=latent(image_seed, 16), steps=STEPS, skip=SKIP, cfg=3.5, seed=5, scheduler="ddim_uniform",
-        )
-        return inv
-
-    with torch.inference_mode():
-        return {"target": invert(3), "reference": invert(4)}
+    return invert_pair(node, model, STEPS, SKIP, cfg=3.5)
 
 
 def soft_ellipse(cx, cy, rx, ry, ramp=12.0):
