@@ -179,6 +179,16 @@ def image_path(base: Path, image: tuple[str, str, str]) -> Path:
     return Path(base) / kind / subfolder / filename
 
 
+def saved_pixels(base: Path, history: dict):
+    """The one image a finished prompt saved (type output; previews go to temp), as a uint8 array [H, W, C]."""
+    import numpy as np
+    from PIL import Image
+
+    saved = [image for image in output_images(history) if image[2] == "output"]
+    assert len(saved) == 1, f"expected one saved image, got {saved}"
+    return np.asarray(Image.open(image_path(base, saved[0])))
+
+
 def run_workflow(
     workflow: dict, base_name: str = "base", port: int | None = None, timeout: float = 600.0
 ) -> list[Path]:

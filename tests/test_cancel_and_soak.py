@@ -21,8 +21,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
-from run_workflow import image_path, output_images, start_server  # noqa: E402
-from test_server_battery import good_prompt, history, post_prompt, without_inspection  # noqa: E402
+from run_workflow import start_server  # noqa: E402
+from test_server_battery import good_prompt, history, run_saved, without_inspection  # noqa: E402
 from tiny_checkpoint import CHECKPOINT_NAME, write_demo_images, write_tiny_sd15_checkpoint  # noqa: E402
 
 STEPS = 10  # the interrupt is sent at a node's first progress step, so it lands inside it
@@ -48,16 +48,7 @@ def small_prompt(steps: int = STEPS, seed: int = 0, cfg: float = 2.0, skip: int 
 
 
 def run_pixels(server, prompt: dict):
-    import numpy as np
-    from PIL import Image
-
-    status, body = post_prompt(server.url, copy.deepcopy(prompt))
-    assert status == 200, body
-    entry = history(server.url, body["prompt_id"], timeout=900)
-    assert entry["status"]["status_str"] == "success", entry["status"]
-    saved = [image for image in output_images(entry) if image[2] == "output"]
-    assert len(saved) == 1
-    return np.asarray(Image.open(image_path(server.base, saved[0])))
+    return run_saved(server, prompt, timeout=900)
 
 
 async def _interrupt_on_progress(url: str, prompt: dict, nodes: tuple) -> str:

@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
-from run_workflow import image_path, output_images, queue_prompt, start_server, wait_for  # noqa: E402
+from run_workflow import queue_prompt, saved_pixels, start_server, wait_for  # noqa: E402
 from tiny_adapters import CONTROLNET_NAME, LORA_NAME, write_tiny_adapters  # noqa: E402
 from tiny_checkpoint import CHECKPOINT_NAME, write_demo_images, write_tiny_sd15_checkpoint  # noqa: E402
 
@@ -84,14 +84,9 @@ def server():
 
 
 def pixels(server, prompt):
-    import numpy as np
-    from PIL import Image
-
     history = wait_for(server.url, queue_prompt(server.url, prompt), timeout=600)
     assert history["status"]["status_str"] == "success", history["status"]
-    saved = [image for image in output_images(history) if image[2] == "output"]
-    assert len(saved) == 1
-    return np.asarray(Image.open(image_path(server.base, saved[0]))).astype(int)
+    return saved_pixels(server.base, history).astype(int)
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
-from run_workflow import image_path, output_images, start_server  # noqa: E402
-from test_server_battery import good_prompt, history, post_prompt, without_inspection  # noqa: E402
+from run_workflow import start_server  # noqa: E402
+from test_server_battery import good_prompt, history, post_prompt, run_saved, without_inspection  # noqa: E402
 from tiny_checkpoint import write_demo_images  # noqa: E402
 from tiny_families import CLIP_G_FILE, CLIP_L_FILE, UNET_FILES, detected_family, write_all  # noqa: E402
 
@@ -82,16 +82,7 @@ def server(host):
 
 def run_image(server, prompt: dict):
     """POST the prompt, require success, return the saved image as float pixels in [0, 1]."""
-    import numpy as np
-    from PIL import Image
-
-    status, body = post_prompt(server.url, copy.deepcopy(prompt))
-    assert status == 200, body
-    entry = history(server.url, body["prompt_id"], timeout=900)
-    assert entry["status"]["status_str"] == "success", entry["status"]
-    saved = [image for image in output_images(entry) if image[2] == "output"]
-    assert len(saved) == 1
-    return np.asarray(Image.open(image_path(server.base, saved[0])), dtype=np.float64) / 255.0
+    return run_saved(server, prompt, timeout=900).astype("float64") / 255.0
 
 
 def run_error(server, prompt: dict) -> dict:

@@ -24,7 +24,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
-from run_workflow import image_path, output_images, start_server, wait_for  # noqa: E402
+from run_workflow import saved_pixels, start_server, wait_for  # noqa: E402
 from tiny_checkpoint import CHECKPOINT_NAME, write_demo_images, write_tiny_sd15_checkpoint  # noqa: E402
 
 TRANSFER = "rearrange features (q, k, v)"
@@ -270,17 +270,17 @@ def answers(url: str) -> bool:
         return response.status == 200 and "queue_running" in json.loads(response.read())
 
 
-def run_good(server) -> "np.ndarray":  # noqa: F821
-    import numpy as np
-    from PIL import Image
-
-    status, body = post_prompt(server.url, good_prompt())
+def run_saved(server, prompt: dict, timeout: float = 1800.0):
+    """POST the prompt, require success, return the image it saved (uint8 [H, W, C])."""
+    status, body = post_prompt(server.url, copy.deepcopy(prompt))
     assert status == 200, body
-    entry = history(server.url, body["prompt_id"])
+    entry = history(server.url, body["prompt_id"], timeout=timeout)
     assert entry["status"]["status_str"] == "success", entry["status"]
-    saved = [image for image in output_images(entry) if image[2] == "output"]
-    assert len(saved) == 1
-    return np.asarray(Image.open(image_path(server.base, saved[0])))
+    return saved_pixels(server.base, entry)
+
+
+def run_good(server):
+    return run_saved(server, good_prompt())
 
 
 @pytest.fixture(scope="module")
