@@ -11,7 +11,7 @@ does not grow with the number of steps.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import torch
@@ -74,9 +74,21 @@ class FaithfulPatch(EyeForEyePatch):
     behaviour: Behaviour = Behaviour.PAPER
     live_layers: frozenset = frozenset()  # the layers read live (LIVE only)
     last_sigma: float = 0.0  # the model's sigma_min: where the published last step lands
+    _call: tuple = field(default=(None, None), repr=False)  # (the sigmas tensor of the model call, its phase and step)
 
     def __deepcopy__(self, memo):
         return self
+
+    def phase_of_call(self, sigmas: torch.Tensor) -> tuple[Phase, Optional[int]]:
+        """The phase for this model call: its sigma is read (one device sync) at the call's first layer only.
+
+        ComfyUI hands every layer of one model call the same `sigmas` tensor; holding it keeps its identity unique.
+        """
+        seen, phase = self._call
+        if seen is not sigmas:
+            phase = self.phase_at(float(sigmas.flatten()[0]))
+            self._call = (sigmas, phase)
+        return phase
 
     @property
     def layout(self) -> BranchLayout:
@@ -164,7 +176,7 @@ class FaithfulPatch(EyeForEyePatch):
                 "model: Apply Eye-for-an-eye with feature source 'live branches' must be sampled with the Eye-for-an-eye "
                 f"KSampler or the Replay Pieces SAMPLER (expected {self.layout.rows} rows per guidance chunk, got {size})"
             )
-        phase, step = self.phase_at(float(extra_options["sigmas"].flatten()[0]))
+        phase, step = self.phase_of_call(extra_options["sigmas"])
         if phase is Phase.OFF:
             return n, context, value
         if n.shape[1] != grid[0] * grid[1]:

@@ -294,3 +294,32 @@ def test_published_refresh_needs_live_branches_and_live_needs_the_replay_sampler
     )
     with pytest.raises(ValueError, match="model: .*live branches"):
         node("KSampler")().sample(patched, 0, 3, 2.5, "euler", "normal", conditioning(10), conditioning(11), latent(3, 16), denoise=1.0)
+
+
+def test_live_patch_reads_the_sigma_once_per_model_call(host, node, model, inversions):
+    target, reference = inversions["target"], inversions["reference"]
+    (patched,) = run_node(
+        node("E4E_ApplyEyeForEye"), model=model, reference_inversion=reference, target_inversion=target,
+        mode="rearrange features (q, k, v)", feature_source="live branches", behaviour="paper",
+        start=FEAT_START, end=-1, refresh_every=REFRESH_EVERY, refresh_until=REFRESH_UNTIL,
+    )
+    patch = host.pack.core.live_branches.live_patch(patched.model_options)
+    reads, seen = [], []
+    plain_phase_at = patch.phase_at
+    patch.phase_at = lambda sigma: reads.append(sigma) or plain_phase_at(sigma)
+
+    class Observer:  # an object patch (a plain function would count as a model change to the provenance check)
+        def __call__(self, n, context, value, extra_options):
+            seen.append(extra_options["sigmas"])  # kept alive, so every model call's tensor stays distinct
+            return n, context, value
+
+    observed = patched.clone()
+    observed.set_model_attn1_patch(Observer())
+    try:
+        run_node(node("E4E_KSampler"), model=observed, positive=conditioning(10), negative=conditioning(11),
+                 target_inversion=target, reference_inversion=reference, cfg=CFG, adain_start=ADAIN_START)
+    finally:
+        del patch.phase_at
+    model_calls = len({id(s) for s in seen})
+    assert model_calls == STEPS - SKIP and len(seen) > 2 * model_calls  # several patched layers per call
+    assert len(reads) == model_calls
