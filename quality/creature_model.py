@@ -1,6 +1,7 @@
 """The tiny creature diffusion model as ComfyUI sees it (ComfyUI is imported lazily, inside functions).
 
-The model is an unconditional epsilon-prediction DDPM in ComfyUI's own SD1.5-style UNetModel,
+The model is an unconditional epsilon-prediction DDPM (v-prediction when its record says "prediction": "v") in
+ComfyUI's own SD1.5-style UNetModel,
 trained by quality/train_creatures.py on quality/creatures.py images and shipped as
 tests/assets/creatures_unet.safetensors (fp16 weights of `model.diffusion_model`, ComfyUI key
 names without prefix) + tests/assets/creatures_unet.json (training record).
@@ -146,20 +147,24 @@ def _classes():
     return CreatureModel
 
 
-def build_base_model(device=None, unet_config: dict | None = None):
-    """A comfy.model_base.BaseModel (EPS) with this UNet (default: UNET_CONFIG), weights uninitialised."""
+def build_base_model(device=None, unet_config: dict | None = None, prediction: str = "eps"):
+    """A comfy.model_base.BaseModel (eps or v prediction) with this UNet (default: UNET_CONFIG), weights uninitialised."""
     import comfy.model_base
 
     config = _classes()(dict(unet_config or UNET_CONFIG))
-    return comfy.model_base.BaseModel(config, model_type=comfy.model_base.ModelType.EPS, device=device or torch.device("cpu"))
+    model_type = {"eps": comfy.model_base.ModelType.EPS, "v": comfy.model_base.ModelType.V_PREDICTION}[prediction]
+    return comfy.model_base.BaseModel(config, model_type=model_type, device=device or torch.device("cpu"))
+
+
+def asset_record(asset_path=ASSET) -> dict:
+    """The training record beside an asset (its .json), or {} when there is none."""
+    record = Path(asset_path).with_suffix(".json")
+    return json.loads(record.read_text()) if record.is_file() else {}
 
 
 def asset_unet_config(asset_path=ASSET) -> dict:
-    """The UNet config recorded beside an asset (its .json), else UNET_CONFIG."""
-    record = Path(asset_path).with_suffix(".json")
-    if not record.is_file():
-        return dict(UNET_CONFIG)
-    config = json.loads(record.read_text())["unet_config"]
+    """The UNet config recorded beside an asset, else UNET_CONFIG."""
+    config = asset_record(asset_path).get("unet_config", UNET_CONFIG)
     return {**config, "dtype": torch.float32}
 
 
@@ -169,7 +174,8 @@ def load_model_patcher(asset_path=ASSET):
     import comfy.model_patcher
     import safetensors.torch
 
-    model = build_base_model(torch.device("cpu"), asset_unet_config(asset_path))
+    prediction = asset_record(asset_path).get("prediction", "eps")
+    model = build_base_model(torch.device("cpu"), asset_unet_config(asset_path), prediction)
     state = safetensors.torch.load_file(str(asset_path))
     state = {k: v.float() for k, v in state.items()}
     model.diffusion_model.load_state_dict(state, strict=True)

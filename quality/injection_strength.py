@@ -8,7 +8,9 @@ its unpatched value towards the reference part's colour: 0 = not at all, 1 = all
 on the target->reference colour difference). The transfer's final colour change is roughly a weighted
 average of this over the rearranged steps, times the guidance scale.
 
-It also reports how token-specific the decoder's self-attention output is (see `token_specificity`).
+It also reports how token-specific the decoder's self-attention output is (see `token_specificity`), and how much
+of the target's part colours the unpatched clean estimate already knows at each timestep (`colour_known`): the
+rearrangement can only steer colour at timesteps where the model decides it.
 
     python quality/injection_strength.py [--pairs 12] [--timesteps 661 561 461 261] [--asset ...]
 """
@@ -118,6 +120,15 @@ def token_specificity(patcher, t, timestep: int, generator) -> float:
     return float((shuffled - plain).norm() / (zeroed - plain).norm().clamp_min(1e-12))
 
 
+def colour_known(patcher, t, timestep: int, generator) -> float:
+    """R^2 of the clean estimate's part colours against the true part colours (1: known, 0: the mean colour guessed)."""
+    sigma = patcher.model.model_sampling.sigma(torch.tensor(float(timestep)))
+    x = cm.encode(t.images)
+    estimate = part_colours(clean_estimate(patcher, x + sigma * torch.randn(x.shape, generator=generator), sigma), t.part_masks)
+    truth = t.part_colours
+    return float(1 - (estimate - truth).square().sum() / (truth - truth.mean((0, 1), keepdim=True)).square().sum())
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--asset", type=Path, default=cm.ASSET)
@@ -136,6 +147,9 @@ def main(argv=None) -> None:
         print(f"{name:24s} " + " ".join(f"{c:7.2f}" for c in cells), flush=True)
     cells = [token_specificity(patcher, t, ts, torch.Generator().manual_seed(ts)) for ts in args.timesteps]
     print("decoder self-attention, token-specific share (shuffled inputs / zeroed inputs, RMS change of the estimate)")
+    print(f"{'':24s} " + " ".join(f"{c:7.2f}" for c in cells), flush=True)
+    cells = [colour_known(patcher, t, ts, torch.Generator().manual_seed(ts)) for ts in args.timesteps]
+    print("part colour the unpatched clean estimate already knows (R^2 against the true part colours)")
     print(f"{'':24s} " + " ".join(f"{c:7.2f}" for c in cells), flush=True)
 
 

@@ -1,6 +1,6 @@
 """Train the tiny creature diffusion model (tests/assets/creatures_unet.safetensors) on the CPU.
 
-What it trains: an unconditional epsilon-prediction DDPM whose network is ComfyUI's own
+What it trains: an unconditional epsilon-prediction DDPM (--prediction v: v-prediction, a diagnostic) whose network is ComfyUI's own
 UNetModel (config `quality.creature_model.UNET_CONFIG`, built through comfy.model_base.BaseModel
 so the module layout and state-dict keys are exactly what ComfyUI loads), on 64x64 creatures
 drawn on the fly by `quality.creatures.draw_creatures`, space-to-depth encoded to [48, 16, 16]
@@ -12,7 +12,7 @@ Recipe (all seeded by --seed; same seed + same steps + same torch build = same w
     N(0, 1/fan_in) weights, zero biases, unit norm scales, and zero-initialised residual
     output layers (ResBlock out conv, transformer proj_out, final out conv), as in ADM;
   * DDPM linear schedule, betas linspace(1e-4, 0.02, 1000), t uniform in 0..999,
-    x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, loss = MSE(eps_pred, eps);
+    x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, loss = MSE(eps_pred, eps) (v: MSE(v_pred, sqrt(abar_t) eps - sqrt(1 - abar_t) x0));
     (ComfyUI sampling_settings beta_schedule "sqrt_linear" is this very schedule);
   * context = constant zeros [B, 1, CONTEXT_DIM] (the model is unconditional);
   * AdamW lr 4e-4 (betas 0.9/0.99, no weight decay), linear warm-up over 200 steps, then cosine
@@ -76,6 +76,9 @@ def parse_args(argv=None):
     p.add_argument("--siblings", action="store_true",
                    help="train on 64x128 images of two creatures side by side sharing one colour scheme, so that "
                         "denoising pools a part's colour across creatures through self-attention")
+    p.add_argument("--prediction", choices=("eps", "v"), default="eps",
+                   help="what the UNet predicts: eps (SD1.5) or v = sqrt(abar) eps - sqrt(1 - abar) x0 (SD2-v); v weights "
+                        "the clean image more at high noise, where a part's colour must be pooled from many tokens")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (slower than float32 on CPUs without native bf16)")
     return p.parse_args(argv)
 
@@ -133,7 +136,7 @@ def main(argv=None) -> None:
 
     boot_in_process(base_directory("train-base"))
     unet_config = cm.LAYOUTS[args.layout]
-    unet = cm.build_base_model(torch.device("cpu"), unet_config).diffusion_model
+    unet = cm.build_base_model(torch.device("cpu"), unet_config, args.prediction).diffusion_model
     unet.float().train()
     initialise(unet, args.seed)
     params = sum(p.numel() for p in unet.parameters())
@@ -152,7 +155,8 @@ def main(argv=None) -> None:
     def record(step, final_loss, wall):
         config = {k: (str(v) if isinstance(v, torch.dtype) else v) for k, v in unet_config.items()}
         return {
-            "model": "eye-for-an-eye creatures UNet (ComfyUI UNetModel, unconditional, eps prediction)",
+            "model": f"eye-for-an-eye creatures UNet (ComfyUI UNetModel, unconditional, {args.prediction} prediction)",
+            "prediction": args.prediction,
             "unet_config": config,
             "context_dim": cm.CONTEXT_DIM,
             "conditioning": "[[torch.zeros(1, 1, context_dim), {}]]",
@@ -192,7 +196,9 @@ def main(argv=None) -> None:
         x_t = sqrt_abar[t, None, None, None] * x0 + sqrt_1m_abar[t, None, None, None] * eps
         with autocast:
             pred = unet(x_t, timesteps=t.float(), context=context, transformer_options={})
-        loss = torch.nn.functional.mse_loss(pred.float(), eps)
+        wanted = eps if args.prediction == "eps" else (
+            sqrt_abar[t, None, None, None] * eps - sqrt_1m_abar[t, None, None, None] * x0)
+        loss = torch.nn.functional.mse_loss(pred.float(), wanted)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
