@@ -76,6 +76,9 @@ def parse_args(argv=None):
     p.add_argument("--siblings", action="store_true",
                    help="train on 64x128 images of two creatures side by side sharing one colour scheme, so that "
                         "denoising pools a part's colour across creatures through self-attention")
+    p.add_argument("--twins", action="store_true",
+                   help="every other batch: 64x128 images of one creature drawn twice side by side (half the batch, so "
+                        "the same tokens), so that denoising one copy pools the other's colours through self-attention")
     p.add_argument("--prediction", choices=("eps", "v"), default="eps",
                    help="what the UNet predicts: eps (SD1.5) or v = sqrt(abar) eps - sqrt(1 - abar) x0 (SD2-v); v weights "
                         "the clean image more at high noise, where a part's colour must be pooled from many tokens")
@@ -94,8 +97,12 @@ def initialise(unet: torch.nn.Module, seed: int) -> None:
                     param.zero_()
 
 
-def training_images(batch: int, generator: torch.Generator, siblings: bool) -> torch.Tensor:
-    """[B, C, 16, 16] latents of creatures, or [B, C, 16, 32] of sibling pairs sharing their colours."""
+def training_images(batch: int, generator: torch.Generator, siblings: bool, twins: bool = False) -> torch.Tensor:
+    """[B, C, 16, 16] latents of creatures, [B, C, 16, 32] of sibling pairs sharing their colours, or (twins)
+    [B/2, C, 16, 32] of one creature drawn twice."""
+    if twins:
+        single = draw_creatures(batch // 2, generator).images
+        return cm.encode(torch.cat([single, single], -1))
     first = draw_creatures(batch, generator)
     if not siblings:
         return cm.encode(first.images)
@@ -162,6 +169,7 @@ def main(argv=None) -> None:
             "conditioning": "[[torch.zeros(1, 1, context_dim), {}]]",
             "layout": args.layout,
             "siblings": args.siblings,
+            "twins": args.twins,
             "latent": f"pixel_unshuffle(image*2-1, {cm.DOWNSCALE}): [3,64,64] 0..1 -> "
                       f"[{cm.LATENT_CHANNELS},{cm.LATENT_SIZE},{cm.LATENT_SIZE}]; scale_factor 1.0",
             "schedule": {"betas": "linspace(1e-4, 0.02, 1000)", "comfyui_sampling_settings": cm.SAMPLING_SETTINGS},
@@ -190,12 +198,12 @@ def main(argv=None) -> None:
     for step in range(args.steps):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args)
-        x0 = training_images(args.batch, data_gen, args.siblings)
-        t = torch.randint(0, cm.NUM_TIMESTEPS, (args.batch,), generator=noise_gen)
+        x0 = training_images(args.batch, data_gen, args.siblings, twins=args.twins and step % 2 == 1)
+        t = torch.randint(0, cm.NUM_TIMESTEPS, (x0.shape[0],), generator=noise_gen)
         eps = torch.randn(x0.shape, generator=noise_gen)
         x_t = sqrt_abar[t, None, None, None] * x0 + sqrt_1m_abar[t, None, None, None] * eps
         with autocast:
-            pred = unet(x_t, timesteps=t.float(), context=context, transformer_options={})
+            pred = unet(x_t, timesteps=t.float(), context=context[: x0.shape[0]], transformer_options={})
         wanted = eps if args.prediction == "eps" else (
             sqrt_abar[t, None, None, None] * eps - sqrt_1m_abar[t, None, None, None] * x0)
         loss = torch.nn.functional.mse_loss(pred.float(), wanted)
