@@ -48,6 +48,16 @@ def clean_estimate(patcher, x, sigma, patch=None):
     return eps  # apply_model returns the denoised latent in ComfyUI's convention
 
 
+def sigma_at(patcher, timestep: int) -> torch.Tensor:
+    return patcher.model.model_sampling.sigma(torch.tensor(float(timestep)))
+
+
+def fraction_moved(before: torch.Tensor, after: torch.Tensor, goal: torch.Tensor) -> float:
+    """Median over parts of how far colours moved from `before` towards `goal` (projection; 1 = all the way)."""
+    wanted = goal - before
+    return float((((after - before) * wanted).sum(-1) / wanted.square().sum(-1).clamp_min(1e-6)).median())
+
+
 def part_colours(latent, masks):
     images = cm.decode(latent)  # [B, 3, H, W]
     m = masks.float()  # [B, 4, H, W]
@@ -55,7 +65,7 @@ def part_colours(latent, masks):
 
 
 def strength(patcher, t, r, timestep: int, chosen, generator) -> float:
-    sigma = patcher.model.model_sampling.sigma(torch.tensor(float(timestep)))
+    sigma = sigma_at(patcher, timestep)
     xt = cm.encode(t.images) + sigma * torch.randn(cm.encode(t.images).shape, generator=generator)
     xr = cm.encode(r.images) + sigma * torch.randn(xt.shape, generator=generator)
     recorded = {}
@@ -83,9 +93,7 @@ def strength(patcher, t, r, timestep: int, chosen, generator) -> float:
 
     plain = part_colours(clean_estimate(patcher, xt, sigma), t.part_masks)
     patched = part_colours(clean_estimate(patcher, xt, sigma, rearrange), t.part_masks)
-    wanted = r.part_colours - plain
-    moved = ((patched - plain) * wanted).sum(-1) / (wanted * wanted).sum(-1).clamp_min(1e-6)
-    return float(moved.median())
+    return fraction_moved(plain, patched, r.part_colours)
 
 
 def token_specificity(patcher, t, timestep: int, generator) -> float:
@@ -96,7 +104,7 @@ def token_specificity(patcher, t, timestep: int, generator) -> float:
     those inputs moves it (RMS). Near 0: attention acts as a pool that is the same for every token, so
     rearranging its inputs cannot place anything part by part; near 1 or above: each token's output is its own.
     """
-    sigma = patcher.model.model_sampling.sigma(torch.tensor(float(timestep)))
+    sigma = sigma_at(patcher, timestep)
     x = cm.encode(t.images)
     xt = x + sigma * torch.randn(x.shape, generator=generator)
     order = {}
@@ -122,15 +130,16 @@ def token_specificity(patcher, t, timestep: int, generator) -> float:
 
 def colour_known(patcher, t, timestep: int, generator) -> float:
     """R^2 of the clean estimate's part colours against the true part colours (1: known, 0: the mean colour guessed)."""
-    sigma = patcher.model.model_sampling.sigma(torch.tensor(float(timestep)))
+    sigma = sigma_at(patcher, timestep)
     x = cm.encode(t.images)
     estimate = part_colours(clean_estimate(patcher, x + sigma * torch.randn(x.shape, generator=generator), sigma), t.part_masks)
     truth = t.part_colours
     return float(1 - (estimate - truth).square().sum() / (truth - truth.mean((0, 1), keepdim=True)).square().sum())
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def diagnostic_setup(description: str, argv=None):
+    """The command line shared by the creature diagnostics; returns (args, model patcher, held-out targets, references)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--asset", type=Path, default=cm.ASSET)
     parser.add_argument("--pairs", type=int, default=12)
     parser.add_argument("--timesteps", type=int, nargs="+", default=[661, 561, 461, 261])
@@ -138,17 +147,26 @@ def main(argv=None) -> None:
     from comfy_host import base_directory, boot_in_process
 
     boot_in_process(base_directory("eval-base"))
-    patcher = cm.load_model_patcher(args.asset)
     t, r = B.draw_pairs(args.pairs, False, 4242)
+    return args, cm.load_model_patcher(args.asset), t, r
+
+
+def per_timestep(measure, timesteps) -> list[float]:
+    """measure(timestep, generator) at each timestep, each with its own seeded noise."""
+    return [measure(ts, torch.Generator().manual_seed(ts)) for ts in timesteps]
+
+
+def main(argv=None) -> None:
+    args, patcher, t, r = diagnostic_setup(__doc__.splitlines()[0], argv)
     print(f"median fraction of the way to the reference part colour, {args.pairs} pairs, ground-truth correspondence")
     print(f"{'layers':24s} " + " ".join(f"{f't={ts}':>7s}" for ts in args.timesteps))
     for name, chosen in LAYER_SETS.items():
-        cells = [strength(patcher, t, r, ts, chosen, torch.Generator().manual_seed(ts)) for ts in args.timesteps]
+        cells = per_timestep(lambda ts, g: strength(patcher, t, r, ts, chosen, g), args.timesteps)
         print(f"{name:24s} " + " ".join(f"{c:7.2f}" for c in cells), flush=True)
-    cells = [token_specificity(patcher, t, ts, torch.Generator().manual_seed(ts)) for ts in args.timesteps]
+    cells = per_timestep(lambda ts, g: token_specificity(patcher, t, ts, g), args.timesteps)
     print("decoder self-attention, token-specific share (shuffled inputs / zeroed inputs, RMS change of the estimate)")
     print(f"{'':24s} " + " ".join(f"{c:7.2f}" for c in cells), flush=True)
-    cells = [colour_known(patcher, t, ts, torch.Generator().manual_seed(ts)) for ts in args.timesteps]
+    cells = per_timestep(lambda ts, g: colour_known(patcher, t, ts, g), args.timesteps)
     print("part colour the unpatched clean estimate already knows (R^2 against the true part colours)")
     print(f"{'':24s} " + " ".join(f"{c:7.2f}" for c in cells), flush=True)
 

@@ -12,7 +12,6 @@ self-attention inputs (the method) can only move colour on such a model.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -22,9 +21,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from quality import benchmark as B  # noqa: E402
 from quality import creature_model as cm  # noqa: E402
-from quality.injection_strength import clean_estimate, part_colours  # noqa: E402
+from quality.injection_strength import (  # noqa: E402
+    clean_estimate, diagnostic_setup, fraction_moved, part_colours, per_timestep, sigma_at,
+)
 
 
 def recoloured(t, r) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,7 +36,7 @@ def recoloured(t, r) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def pooling(patcher, t, r, timestep: int, generator) -> float:
-    sigma = patcher.model.model_sampling.sigma(torch.tensor(float(timestep)))
+    sigma = sigma_at(patcher, timestep)
     left, new_colours = recoloured(t, r)
     twins = torch.cat([t.images, t.images], -1)
     changed = torch.cat([left, t.images], -1)
@@ -46,24 +46,12 @@ def pooling(patcher, t, r, timestep: int, generator) -> float:
         estimate = clean_estimate(patcher, cm.encode(images) + sigma * noise, sigma)  # [B, C, h, 2w] latent
         return part_colours(estimate[..., estimate.shape[-1] // 2:], t.part_masks)
 
-    before, after = right_copy_colours(twins), right_copy_colours(changed)
-    wanted = new_colours - before
-    moved = ((after - before) * wanted).sum(-1) / wanted.square().sum(-1).clamp_min(1e-6)
-    return float(moved.median())
+    return fraction_moved(right_copy_colours(twins), right_copy_colours(changed), new_colours)
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--asset", type=Path, default=cm.ASSET)
-    parser.add_argument("--pairs", type=int, default=12)
-    parser.add_argument("--timesteps", type=int, nargs="+", default=[661, 561, 461, 261])
-    args = parser.parse_args(argv)
-    from comfy_host import base_directory, boot_in_process
-
-    boot_in_process(base_directory("eval-base"))
-    patcher = cm.load_model_patcher(args.asset)
-    t, r = B.draw_pairs(args.pairs, False, 4242)
-    cells = [pooling(patcher, t, r, ts, torch.Generator().manual_seed(ts)) for ts in args.timesteps]
+    args, patcher, t, r = diagnostic_setup(__doc__.splitlines()[0], argv)
+    cells = per_timestep(lambda ts, g: pooling(patcher, t, r, ts, g), args.timesteps)
     print(f"median fraction the right copy moved towards the left copy's new part colours, {args.pairs} creatures")
     print(" ".join(f"{f't={ts}':>7s}" for ts in args.timesteps))
     print(" ".join(f"{c:7.2f}" for c in cells), flush=True)
