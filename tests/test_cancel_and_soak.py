@@ -21,18 +21,14 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
-from run_workflow import start_server  # noqa: E402
-from test_server_battery import good_prompt, history, run_saved, without_inspection  # noqa: E402
-from tiny_checkpoint import CHECKPOINT_NAME, write_demo_images, write_tiny_sd15_checkpoint  # noqa: E402
+from test_server_battery import good_prompt, history, run_saved, tiny_sd15_server, without_inspection  # noqa: E402
 
 STEPS = 10  # the interrupt is sent at a node's first progress step, so it lands inside it
 
 
 @pytest.fixture(scope="module")
 def server():
-    with start_server("cancel-base", timeout=900) as running:
-        write_tiny_sd15_checkpoint(running.base / "models" / "checkpoints" / CHECKPOINT_NAME)
-        write_demo_images(running.base / "input")
+    with tiny_sd15_server("cancel-base") as running:
         yield running
 
 

@@ -7,6 +7,7 @@ answers; after the whole battery a good run gives exactly the pixels it gave bef
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -283,11 +284,18 @@ def run_good(server):
     return run_saved(server, good_prompt())
 
 
-@pytest.fixture(scope="module")
-def server():
-    with start_server("battery-base", timeout=900) as running:
+@contextlib.contextmanager
+def tiny_sd15_server(base_name: str):
+    """A real server in .e4e/<base_name> with the tiny SD1.5 checkpoint and the demo images (the battery's graph runs)."""
+    with start_server(base_name, timeout=900) as running:
         write_tiny_sd15_checkpoint(running.base / "models" / "checkpoints" / CHECKPOINT_NAME)
         write_demo_images(running.base / "input")
+        yield running
+
+
+@pytest.fixture(scope="module")
+def server():
+    with tiny_sd15_server("battery-base") as running:
         yield running
 
 
