@@ -3,6 +3,7 @@
 from .api import ComfyExtension, io
 from .apply import ApplyEyeForEye, ApplyEyeForEyeObjects
 from .features import ExtractFeatures, SemanticMatch
+from .freeu import FreeUPublished
 from .invert import Invert
 from .objects import TransferObjectNode
 from .sampling import ReplayPieces, TransferKSampler
@@ -18,6 +19,7 @@ NODES = [
     TransferObjectNode,
     ApplyEyeForEyeObjects,
     VisualizeCorrespondence,
+    FreeUPublished,
 ]
 
 
