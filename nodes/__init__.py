@@ -2,6 +2,7 @@
 
 from .api import ComfyExtension, io
 from .apply import ApplyEyeForEye, ApplyEyeForEyeObjects
+from .attention_masks import AttentionMasks
 from .features import ExtractFeatures, SemanticMatch
 from .freeu import FreeUPublished
 from .invert import Invert
@@ -20,6 +21,7 @@ NODES = [
     ApplyEyeForEyeObjects,
     VisualizeCorrespondence,
     FreeUPublished,
+    AttentionMasks,
 ]
 
 

@@ -17,7 +17,7 @@ from comfy_host import load_host_with_pack  # noqa: E402
 NODE_IDS = [
     "E4E_Invert", "E4E_ApplyEyeForEye", "E4E_KSampler", "E4E_ReplayPieces", "E4E_ExtractFeatures",
     "E4E_SemanticMatch", "E4E_TransferObject", "E4E_ApplyEyeForEyeObjects", "E4E_VisualizeCorrespondence",
-    "E4E_FreeUPublished",
+    "E4E_FreeUPublished", "E4E_AttentionMasks",
 ]
 
 
