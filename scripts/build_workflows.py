@@ -298,11 +298,79 @@ def composition_graph(ckpt: str = SD15_CHECKPOINT, lora: str = SD15_LORA_PLACEHO
     return Example(api, titles, stages, {"1": [SD15_MODEL], "14": [SD15_CANNY_MODEL]})
 
 
+PUBLISHED_LOAD_NOTE = (
+    "The authors' documented run (their README: masked AdaIN, guidance 2.5, SAM masks from boxes), with their own "
+    "FreeU.\n\nNeeds one SD1.5 checkpoint in models/checkpoints ({ckpt}). The images and the two example masks "
+    "ship in the pack's example_inputs/ (copy them into ComfyUI/input). Masks are white on black; the red channel "
+    "is read.\n\nMasks for your own images: any segmentation node that outputs a MASK (a SAM or SAM-HQ pack from "
+    "a box around the object, as the authors did, or from the text 'bird') plugs into the two mask slots of Apply "
+    "and the KSampler in place of the Load Image (as Mask) nodes.\n\nNo SAM? 'Object Masks from Attention' "
+    "(group 3) makes both masks from the model's own attention, the way the published code does when no masks "
+    "are given: connect its two outputs in place of the loaded masks."
+)
+PUBLISHED_FREEU_NOTE = (
+    "FreeU (as published) is the authors' FreeU: once per decoder stage it scales and Fourier-filters the "
+    "backbone (ComfyUI's FreeU node filters the skip connections instead). It patches the model BEFORE the "
+    "Invert nodes: the inversions and the transfer see the same model, as in the published code."
+)
+PUBLISHED_TRANSFER_NOTE = (
+    "Apply with feature_source 'live branches' and behaviour 'published code' does what the published code does: "
+    "the reference and target are denoised alongside the result at the sampling guidance, the step counter runs "
+    "one behind, soft masks are multiplied into the features, AdaIN takes its statistics where the mask is 1.\n\n"
+    "Object Masks from Attention (not connected): reads the model's attention at generation step 49, the first "
+    "AdaIN step; prompt and object_noun must match the positive prompt."
+)
+PUBLISHED_SAMPLE_NOTE = (
+    "KSampler (Eye-for-an-eye) with cfg 2.5 (the published example) and masked AdaIN from step 49, inside the "
+    "masks. Live branches need this sampler (or Replay Pieces), not the plain KSampler."
+)
+
+
+def as_published_graph(ckpt: str = SD15_CHECKPOINT, target: str = "e4e_target.png", reference: str = "e4e_reference.png", prompt: str = "a photo of a bird") -> Example:
+    """The authors' documented run: their FreeU, SAM-style masks into matching and masked AdaIN, live branches with
+    the published rules, guidance 2.5; the attention-mask node beside it as the no-SAM alternative."""
+    invert = {"model": link("2"), "positive": link("3"), "negative": link("4"), "steps": 100, "skip": 32, "cfg": 3.5, "scheduler": "ddim_uniform", "record_features": False}
+    masks = {"target_mask": link("7"), "reference_mask": link("8")}
+    api = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
+        "2": {"class_type": "E4E_FreeUPublished", "inputs": {"model": link("1"), "b1": 1.2, "b2": 1.4, "s1": 0.9, "s2": 0.2}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": prompt, "clip": link("1", 1)}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": link("1", 1)}},
+        "5": {"class_type": "LoadImage", "inputs": {"image": target}},
+        "6": {"class_type": "LoadImage", "inputs": {"image": reference}},
+        "7": {"class_type": "LoadImageMask", "inputs": {"image": "e4e_target_mask.png", "channel": "red"}},
+        "8": {"class_type": "LoadImageMask", "inputs": {"image": "e4e_reference_mask.png", "channel": "red"}},
+        "9": {"class_type": "VAEEncode", "inputs": {"pixels": link("5"), "vae": link("1", 2)}},
+        "10": {"class_type": "VAEEncode", "inputs": {"pixels": link("6"), "vae": link("1", 2)}},
+        "11": {"class_type": "E4E_Invert", "inputs": {**invert, "latent": link("9"), "seed": 0}},
+        "12": {"class_type": "E4E_Invert", "inputs": {**invert, "latent": link("10"), "seed": 1}},
+        "13": {"class_type": "E4E_AttentionMasks", "inputs": {"model": link("2"), "positive": link("3"), "negative": link("4"), "target_inversion": link("11"), "reference_inversion": link("12"), "prompt": prompt, "object_noun": "bird", "other_nouns": "", "step": 49, "attention": "unconditional (as published)", "segments": 5, "threshold": 1.4}},
+        "14": {"class_type": "E4E_ApplyEyeForEye", "inputs": {"model": link("2"), "reference_inversion": link("12"), "target_inversion": link("11"), "start": 10, "end": -1, "refresh_every": 5, "refresh_until": 40, "mode": "rearrange features (q, k, v)", **masks, "feature_source": "live branches", "behaviour": "published code"}},
+        "15": {"class_type": "E4E_KSampler", "inputs": {"model": link("14"), "positive": link("3"), "negative": link("4"), "target_inversion": link("11"), "reference_inversion": link("12"), "cfg": 2.5, "adain_start": 49, **masks}},
+        "16": {"class_type": "VAEDecode", "inputs": {"samples": link("15"), "vae": link("1", 2)}},
+        "17": {"class_type": "SaveImage", "inputs": {"images": link("16"), "filename_prefix": "eye_for_eye_as_published"}},
+    }
+    titles = {"1": "Load SD1.5 checkpoint", "2": "FreeU (as published)", "3": "Positive prompt (the domain)",
+              "4": "Negative prompt (empty)", "5": "Target (structure)", "6": "Reference (appearance)",
+              "7": "Target mask (SAM or any segmentation)", "8": "Reference mask", "9": "Encode target",
+              "10": "Encode reference", "11": "Invert target", "12": "Invert reference",
+              "13": "No SAM? Object Masks from Attention", "14": "Apply Eye-for-an-eye (as published)",
+              "15": "Sample the result (cfg 2.5)", "16": "Decode", "17": "Save result"}
+    stages = [
+        ("1. Load: model, prompts, images, masks", PUBLISHED_LOAD_NOTE.format(ckpt=ckpt), [["1", "5", "6"], ["7", "8", "3", "4"]]),
+        ("2. Their FreeU; Invert both images", PUBLISHED_FREEU_NOTE + "\n\n" + INVERT_NOTE, [["2", "9", "10"], ["11", "12"]]),
+        ("3. Transfer as published", PUBLISHED_TRANSFER_NOTE, [["14", "13"]]),
+        ("4. Sample, decode, save", PUBLISHED_SAMPLE_NOTE, [["15", "16", "17"]]),
+    ]
+    return Example(api, titles, stages, {"1": [SD15_MODEL]})
+
+
 GRAPHS = {
     "eye_for_eye_transfer": transfer_graph,
     "correspondence_inspection": inspection_graph,
     "two_object_transfer": two_object_graph,
     "composition_transfer": composition_graph,
+    "as_published": as_published_graph,
 }
 
 

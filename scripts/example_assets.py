@@ -30,12 +30,14 @@ THUMBNAILS = {
     "correspondence_inspection": [(DEMO_FILES[0], "target"), (DEMO_FILES[1], "reference")],
     "two_object_transfer": [(TWO_OBJECT_FILES[0], "target: two birds"), (DEMO_FILES[1], "left ref."), (TWO_OBJECT_FILES[3], "right ref.")],
     "composition_transfer": [(DEMO_FILES[0], "target: structure, edges"), (DEMO_FILES[1], "reference")],
+    "as_published": [(DEMO_FILES[0], "target"), (DEMO_FILES[2], "target mask"), (DEMO_FILES[1], "reference"), (DEMO_FILES[3], "ref. mask")],
 }
 TITLES = {
     "eye_for_eye_transfer": "Eye-for-an-eye: appearance transfer",
     "correspondence_inspection": "Eye-for-an-eye: inspect the correspondence",
     "two_object_transfer": "Eye-for-an-eye: two objects, two references",
     "composition_transfer": "Eye-for-an-eye with LoRA, FreeU and ControlNet",
+    "as_published": "Eye-for-an-eye as published: their FreeU, masks, live branches",
 }
 
 

@@ -201,6 +201,28 @@ def test_two_object_workflow_runs(server):
     assert len(images) == 1 and Image.open(images[0]).size == (64, 64)
 
 
+def test_as_published_workflow_runs(server):
+    """The documented run (their FreeU, masks, live branches + published code, cfg 2.5) on the tiny checkpoint with
+    fewer steps; the attention-mask node sits beside it unconnected (the no-SAM alternative) and is not run."""
+    from PIL import Image
+
+    prompt = on_tiny_checkpoint(load("as_published"))
+    classes = {node["class_type"] for node in prompt.values()}
+    assert {"E4E_FreeUPublished", "E4E_AttentionMasks", "LoadImageMask"} <= classes and "FreeU" not in classes
+    (apply,) = [n["inputs"] for n in prompt.values() if n["class_type"] == "E4E_ApplyEyeForEye"]
+    (sample,) = [n["inputs"] for n in prompt.values() if n["class_type"] == "E4E_KSampler"]
+    assert (apply["feature_source"], apply["behaviour"], sample["cfg"]) == ("live branches", "published code", 2.5)
+    for node in prompt.values():
+        if node["class_type"] == "E4E_Invert":
+            node["inputs"].update(steps=20, skip=6)
+        if node["class_type"] == "E4E_ApplyEyeForEye":
+            node["inputs"].update(start=3, refresh_until=9, refresh_every=4)
+        if node["class_type"] == "E4E_KSampler":
+            node["inputs"].update(adain_start=10)
+    _, images = run(server, prompt)
+    assert len(images) == 1 and Image.open(images[0]).size == (64, 64)
+
+
 def test_bad_input_is_reported_by_the_server_naming_the_input(server):
     prompt = load("eye_for_eye_transfer")
     prompt = configure(prompt, CHECKPOINT_NAME, "e4e_target.png", "e4e_reference.png", None)
