@@ -49,6 +49,30 @@ def cond_rows(extra_options: dict, batch: int) -> list[slice]:
     return [slice(i * size, (i + 1) * size) for i, kind in enumerate(chunks) if kind == COND]
 
 
+def check_token_grid(n: torch.Tensor, grid: tuple[int, int], layer: LayerKey, extra_options: dict) -> None:
+    """Refuse a model call whose tokens are not the inverted image's grid at this layer."""
+    if n.shape[1] != grid[0] * grid[1]:
+        shape = extra_options.get("activations_shape")
+        seen = f"{int(shape[2])}x{int(shape[3])}" if shape is not None else f"{n.shape[1]} tokens"
+        refuse_other_grid(f"layer {layer} ran on {seen}", f"{grid[0]}x{grid[1]} there")
+
+
+def check_whole_latent(latent_hw: tuple[int, int], extra_options: dict) -> None:
+    """Refuse a model call on a part of the latent (the UNet's input is the call's latent region)."""
+    shape = extra_options.get("original_shape")
+    if shape is not None and tuple(int(v) for v in shape[-2:]) != tuple(latent_hw):
+        refuse_other_grid(f"the model ran on a {int(shape[-1])}x{int(shape[-2])} latent region",
+                          f"{latent_hw[1]}x{latent_hw[0]} latent")
+
+
+def refuse_other_grid(seen: str, expected: str) -> None:
+    raise ValueError(
+        f"positive/latent: {seen} but the inverted image is {expected}: sample the latent that was inverted, with "
+        "conditionings that cover the whole image (an area conditioning, Conditioning Set Area or set_cond_area "
+        "'mask bounds', crops the latent; use Conditioning Set Mask)"
+    )
+
+
 def _match_batch(bank_rows: torch.Tensor, batch: int, name: str) -> torch.Tensor:
     if bank_rows.shape[0] in (1, batch):
         return bank_rows.expand(batch, -1, -1)
@@ -197,11 +221,7 @@ class EyeForEyePatch:
         if phase is Phase.OFF:
             return n, context, value
         grid = self.target.features.grids[layer]
-        if n.shape[1] != grid[0] * grid[1]:
-            raise ValueError(
-                f"E4E: layer {layer} has {n.shape[1]} tokens but target_inversion recorded a {grid[0]}x{grid[1]} grid: "
-                "sample the latent that was inverted (same size)"
-            )
+        check_token_grid(n, grid, layer, extra_options)
         new = n.clone()
         for rows in cond_rows(extra_options, n.shape[0]):
             new[rows] = self.replacement(n[rows], layer, grid, phase, step, state.tensors)
@@ -214,7 +234,8 @@ class EyeForEyePatch:
 
 @dataclass
 class RecordingPatch:
-    """An attn1 patch that hands the conditional rows of chosen layers to a FeatureRecorder."""
+    """An attn1 patch that hands the conditional chunks of chosen layers to a FeatureRecorder (which averages
+    several positive conditionings; calls without a conditional chunk record nothing)."""
 
     recorder: FeatureRecorder
 
@@ -224,7 +245,8 @@ class RecordingPatch:
     def __call__(self, n, context, value, extra_options):
         layer = layer_of(extra_options)
         if self.recorder.wants(layer):
-            shape = extra_options["activations_shape"]
-            rows = cond_rows(extra_options, n.shape[0])[0]
-            self.recorder.capture(layer, (int(shape[2]), int(shape[3])), n[rows])
+            rows = cond_rows(extra_options, n.shape[0])  # none in a call ComfyUI gave the uncond branch alone
+            if rows:
+                shape = extra_options["activations_shape"]
+                self.recorder.capture(layer, (int(shape[2]), int(shape[3])), [n[r] for r in rows])
         return n, context, value

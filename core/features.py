@@ -74,6 +74,9 @@ def _ranges(steps: tuple[int, ...]) -> str:
 class FeatureRecorder:
     """Collects one tensor per (layer, step); knows the step it is at from the caller.
 
+    ComfyUI may run one step's conditional chunks in one model call or in several (memory splits), and a
+    step may carry several positive conditionings (Conditioning Combine): the features of a step are the
+    mean over every conditional chunk that ran at it (one chunk: kept exactly as computed).
     `storage_dtype` None keeps the dtype the model computed them in (fp32 models keep fp32).
     """
 
@@ -81,16 +84,36 @@ class FeatureRecorder:
     storage_device: torch.device
     storage_dtype: Optional[torch.dtype] = None  # None: the dtype the model computes in (fp32 models keep fp32)
     step: Optional[int] = None
-    _rows: dict = field(default_factory=dict)
+    _rows: dict = field(default_factory=dict)  # layer -> step -> tensor (a float32 sum once a second chunk arrived)
+    _counts: dict = field(default_factory=dict)  # (layer, step) -> chunks captured
+    _dtypes: dict = field(default_factory=dict)  # layer -> the dtype its features are kept in
     _grids: dict = field(default_factory=dict)
 
     def wants(self, layer: LayerKey) -> bool:
         return self.step is not None and layer in self.layers
 
-    def capture(self, layer: LayerKey, grid: tuple[int, int], tokens: torch.Tensor) -> None:
-        self._grids[layer] = grid
-        stored = tokens.detach().to(self.storage_device, self.storage_dtype or tokens.dtype, copy=True)
-        self._rows.setdefault(layer, {})[self.step] = stored
+    def capture(self, layer: LayerKey, grid: tuple[int, int], chunks: list[torch.Tensor]) -> None:
+        """The conditional chunks [B, tokens, channels] of one model call at one layer."""
+        known = self._grids.setdefault(layer, grid)
+        if known != grid:
+            raise ValueError(
+                f"positive: layer {layer} ran on a {grid[0]}x{grid[1]} token grid after {known[0]}x{known[1]}: an area "
+                "conditioning (Conditioning Set Area, or a mask with set_cond_area 'mask bounds') crops the latent; "
+                "Eye-for-an-eye needs conditionings that cover the whole image (use Conditioning Set Mask)"
+            )
+        by_step, key = self._rows.setdefault(layer, {}), (layer, self.step)
+        for tokens in chunks:
+            count = self._counts.get(key, 0)
+            if count == 0:
+                dtype = self._dtypes.setdefault(layer, self.storage_dtype or tokens.dtype)
+                by_step[self.step] = tokens.detach().to(self.storage_device, dtype, copy=True)
+            else:
+                by_step[self.step] = by_step[self.step].float() + tokens.detach().to(self.storage_device, torch.float32)
+            self._counts[key] = count + 1
+
+    def _mean(self, layer: LayerKey, step: int) -> torch.Tensor:
+        stored, count = self._rows[layer].pop(step), self._counts.pop((layer, step))
+        return stored if count == 1 else (stored / count).to(self._dtypes[layer])
 
     def bank(self, first_step: int, last_step: int) -> FeatureBank:
         expected = list(range(first_step, last_step + 1))
@@ -98,11 +121,14 @@ class FeatureRecorder:
         for layer, by_step in self._rows.items():
             missing = [s for s in expected if s not in by_step]
             if missing:
-                raise RuntimeError(f"E4E: no features were recorded for layer {layer} at steps {missing[:5]}")
+                raise ValueError(
+                    f"positive: no positive conditioning ran at schedule steps {missing[:5]} (a timestep range, e.g. "
+                    "Conditioning Set Timestep Range, leaves steps out): the inversion needs one at every step"
+                )
             first = by_step[expected[0]]
-            stacked = first.new_empty((len(expected), *first.shape))
+            stacked = first.new_empty((len(expected), *first.shape), dtype=self._dtypes[layer])
             for k, s in enumerate(expected):
-                stacked[k] = by_step.pop(s)  # each step's copy is freed once stacked: peak is the bank plus one step
+                stacked[k] = self._mean(layer, s)  # each step's copy is freed once stacked: peak is the bank plus one step
             features[layer] = stacked
         if set(features) != set(self.layers):
             missing_layers = sorted(set(self.layers) - set(features))

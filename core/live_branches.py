@@ -16,7 +16,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from .attention_patch import COND, EyeForEyePatch, Injection, layer_of
+from .attention_patch import COND, EyeForEyePatch, Injection, check_token_grid, check_whole_latent, layer_of
+from .feature_store import FeatureStore
 from .matching import nearest_reference_index, rearrange_like
 from .published import Behaviour, lagged_step, published_nearest_index, soft_token_weight
 from .schedule import Phase
@@ -75,6 +76,12 @@ class FaithfulPatch(EyeForEyePatch):
     live_layers: frozenset = frozenset()  # the layers read live (LIVE only)
     last_sigma: float = 0.0  # the model's sigma_min: where the published last step lands
     _call: tuple = field(default=(None, None), repr=False)  # (the sigmas tensor of the model call, its phase and step)
+
+    def __post_init__(self):
+        if self.source is FeatureSource.LIVE:
+            self.store = FeatureStore({})  # live branches read no recorded features (the inversions may have none)
+        else:
+            super().__post_init__()
 
     def __deepcopy__(self, memo):
         return self
@@ -179,11 +186,8 @@ class FaithfulPatch(EyeForEyePatch):
         phase, step = self.phase_of_call(extra_options["sigmas"])
         if phase is Phase.OFF:
             return n, context, value
-        if n.shape[1] != grid[0] * grid[1]:
-            raise ValueError(
-                f"E4E: layer {layer} has {n.shape[1]} tokens but target_inversion recorded a {grid[0]}x{grid[1]} grid: "
-                "sample the latent that was inverted (same size)"
-            )
+        check_whole_latent(tuple(self.target.latents.shape[-2:]), extra_options)
+        check_token_grid(n, grid, layer, extra_options)
         new = n.clone()
         for c, kind in enumerate(chunks):
             base = c * size

@@ -16,7 +16,7 @@ from ..core.provenance import tensor_digest
 from .api import CATEGORY, Correspondence, Features, Inversion as InversionType, io
 from .model_info import check_supported, decoder_attention_layers, image_downscale, model_fingerprint, unet_downscale
 from .recording import run_recording
-from .validation import check_image_latent, fitting_mask, refuse, verdict, widget_problems
+from .validation import check_image_latent, check_whole_image_conditioning, fitting_mask, refuse, verdict, widget_problems
 
 # Token grid as a fraction of the image size.
 RESOLUTIONS = ["1/2", "1/4", "1/8", "1/16", "1/32", "1/64"]
@@ -58,6 +58,7 @@ def _ensemble_sampler(model, x0, sigmas, extra_args, callback, disable, *, sigma
 def features_from_latent(model, positive, latent: dict, timestep: int, ensemble: int, seed: int, resolution: str, names: str) -> ImageFeatures:
     """DIFT: noise the latent to `timestep`, run the model per draw, average the drawn features."""
     check_supported(model)
+    check_whole_image_conditioning(positive, "positive")
     available = {layer.key: layer.downscale * image_downscale(model) for layer in decoder_attention_layers(model)}
     layers = choose_layers(available, resolution, names)
     samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])

@@ -16,7 +16,7 @@ from ..core.provenance import tensor_digest
 from .api import CATEGORY, Inversion as InversionType, io
 from .model_info import check_supported, finest_decoder_layers, image_downscale, model_family, model_fingerprint, unet_downscale
 from .invert_pairs import schedule_mismatch
-from .validation import check_image_latent, verdict, widget_problems
+from .validation import check_image_latent, check_whole_image_conditioning, is_number, verdict, widget_problems
 from .recording import run_recording
 
 
@@ -43,6 +43,8 @@ def _inversion_sampler(model, x0, sigmas, extra_args, callback, disable, *, skip
 
 def invert_latent(model, positive, negative, latent: dict, steps: int, skip: int, cfg: float, seed: int, scheduler: str, record_features: bool = True) -> Inversion:
     check_supported(model)
+    check_whole_image_conditioning(positive, "positive")
+    check_whole_image_conditioning(negative, "negative")
     if not 0 <= skip < steps:
         raise ValueError(f"skip must be smaller than steps ({steps}), got {skip}")
     samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
@@ -85,7 +87,7 @@ def check_latent_for(model, samples, name: str) -> None:
 
 def _problems(cls, steps, skip, cfg, scheduler) -> list[str]:
     problems = widget_problems(cls, steps=steps, skip=skip, cfg=cfg, scheduler=scheduler)
-    if steps is not None and skip is not None and not skip < steps:
+    if is_number(steps) and is_number(skip) and not skip < steps:
         problems.append(f"skip: got {skip}, but skip must be smaller than steps ({steps}): lower skip (published: 32 of 100)")
     return problems
 

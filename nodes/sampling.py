@@ -23,7 +23,7 @@ from ..core.published import Behaviour, alpha_cumprod_sigma_scale, published_las
 from .api import CATEGORY, Inversion as InversionType, Objects, io
 from .objects import check_object_fits, transfer_object
 from .model_info import check_same_model, check_supported
-from .validation import refuse, verdict, widget_problems
+from .validation import check_whole_image_conditioning, refuse, verdict, widget_problems
 
 
 @dataclass
@@ -58,6 +58,24 @@ def check_patch_target(model_options: dict, target: Inversion, input_name: str =
             )
 
 
+def check_replay_sigmas(sigmas: torch.Tensor, target: Inversion) -> None:
+    """Refuse SIGMAS other than the target inversion's generation schedule, saying what differs."""
+    expected = target.generation_sigmas
+    got = sigmas.cpu().float()
+    if len(got) == len(expected) and torch.allclose(got, expected, rtol=1e-5, atol=1e-7):
+        return
+    if len(got) != len(expected):
+        differs = f"got {len(got) - 1} steps"
+    else:
+        wrong = (~torch.isclose(got, expected, rtol=1e-5, atol=1e-7)).nonzero().flatten().tolist()
+        shown = ", ".join(f"sigma {k}: {float(got[k]):.4g} instead of {float(expected[k]):.4g}" for k in wrong[:3])
+        differs = f"got as many steps, but {len(wrong)} of the {len(got)} values differ ({shown}{', ...' if len(wrong) > 3 else ''})"
+    raise ValueError(
+        f"sigmas: use the SIGMAS of the target inversion ({len(expected) - 1} steps from skip {target.skip}, "
+        f"from {float(expected[0]):.4g} to {float(expected[-1]):.4g}); {differs}: connect Replay Pieces' sigmas output"
+    )
+
+
 def _replay_sampler(model, x, sigmas, extra_args, callback, disable, *, target: Inversion, adain: Optional[LatentAdain]):
     """A KSAMPLER function: DDPM steps with the target's noise maps, AdaIN late in sampling.
 
@@ -66,12 +84,7 @@ def _replay_sampler(model, x, sigmas, extra_args, callback, disable, *, target: 
     'published code', AdaIN and the last step follow the published rules.
     """
     check_patch_target(extra_args.get("model_options", {}), target)
-    expected = target.generation_sigmas
-    if len(sigmas) != len(expected) or not torch.allclose(sigmas.cpu().float(), expected, rtol=1e-5, atol=1e-7):
-        raise ValueError(
-            f"sigmas: use the SIGMAS of the target inversion ({len(expected) - 1} steps from skip {target.skip}); "
-            f"got {len(sigmas) - 1} steps"
-        )
+    check_replay_sigmas(sigmas, target)
     sigma_list = [float(s) for s in sigmas]
     model_options = extra_args.get("model_options")
     patch = transfer_patch(model_options)
@@ -143,6 +156,8 @@ def latent_adain(target: Inversion, reference: Optional[Inversion], adain_start:
 
 def sample_replay(model, positive, negative, target: Inversion, cfg: float, adain: Optional[LatentAdain]) -> dict:
     check_supported(model)
+    check_whole_image_conditioning(positive, "positive")
+    check_whole_image_conditioning(negative, "negative")
     check_same_model(model, target, "target_inversion")
     check_patch_target(model.model_options, target)
     latent = {"samples": target.source_latent}

@@ -31,15 +31,21 @@ def widget_problems(cls, **values) -> list[str]:
             if value not in options:
                 problems.append(f"{name}: got {value!r}, which is not one of its options ({', '.join(map(repr, options))}): pick one of them")
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
         low, high = getattr(spec, "min", None), getattr(spec, "max", None)
         accepts = f"a number from {low} to {high}"
+        if not is_number(value):
+            if spec.get_io_type() in ("INT", "FLOAT"):
+                problems.append(f"{name}: got {value!r}, which is not a number ({accepts}): type a number")
+            continue
         if isinstance(value, float) and not math.isfinite(value):
             problems.append(f"{name}: got {value}, but it must be a finite number ({accepts}): type a number")
         elif (low is not None and value < low) or (high is not None and value > high):
             problems.append(f"{name}: got {value}, but it accepts {accepts}: change it")
     return problems
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def verdict(problems: list[str]):
@@ -53,7 +59,7 @@ def refuse(problems: list[str]) -> None:
 
 
 def window_problems(start: Optional[int], end: Optional[int]) -> list[str]:
-    if start is None or end is None or end < 0 or start < end:
+    if not (is_number(start) and is_number(end)) or end < 0 or start < end:
         return []
     return [f"start: got {start}, which is not before end ({end}), so no step would be rearranged: make end larger than start, or -1 to run to the last step"]
 
@@ -124,3 +130,17 @@ def check_correspondence_for(correspondence, inversion, side: str, inversion_nam
             f"{name} was computed for {made_for} as its {side}, but {inversion_name} is {inversion.describe()}: "
             f"compute it (Extract Features + Semantic Match) from the same {side} latent that was inverted"
         )
+
+
+def check_whole_image_conditioning(conditioning, name: str) -> None:
+    """Refuse conditionings that crop the latent (Conditioning Set Area, or a mask with 'mask bounds'):
+    the transfer and the inversion's features need the whole image in every model call."""
+    for k, entry in enumerate(conditioning or []):
+        options = entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {}
+        if "area" in options or (options.get("set_area_to_bounds") and "mask" in options):
+            which = "" if len(conditioning) == 1 else f" (entry {k + 1} of {len(conditioning)})"
+            raise ValueError(
+                f"{name}: an area conditioning{which} (Conditioning Set Area, or Conditioning Set Mask with set_cond_area "
+                "'mask bounds') makes ComfyUI run the model on a crop of the latent, which Eye-for-an-eye cannot "
+                "align with the inverted image: use Conditioning Set Mask with set_cond_area 'default' instead"
+            )
