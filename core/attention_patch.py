@@ -27,6 +27,12 @@ COND = 0  # ComfyUI's marker of a conditional chunk in cond_or_uncond
 CALL_KEY = "e4e_call"  # transformer_options key of the CallState a model-call wrapper sets
 
 
+KEYS_VALUES_NEED_ONE_SAME_SIZE = (
+    "mode: key/value injection needs one reference_inversion of the target's size: use another mode, or one "
+    "reference image of the target's size"
+)
+
+
 class Injection(enum.Enum):
     """What of the result's self-attention is taken from elsewhere."""
 
@@ -206,7 +212,7 @@ class EyeForEyePatch:
     def _reference_tokens(self, layer, step, grid, own, tensors):
         """The references' own tokens, unrearranged (one object, same grid as the target)."""
         if len(self.objects) != 1 or self.objects[0].reference.features.grids[layer] != grid:
-            raise ValueError("key/value injection needs one reference of the target's size")
+            raise ValueError(KEYS_VALUES_NEED_ONE_SAME_SIZE)
         reference = self._read(self.objects[0].reference, layer, step, tensors, own.device).to(own.dtype)
         return _match_batch(reference, own.shape[0], "reference_inversion")
 

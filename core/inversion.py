@@ -105,7 +105,8 @@ def check_compatible(reference: Inversion, target: Inversion) -> None:
             f"reference_inversion was made with the model [{reference.made_by}] and target_inversion with "
             f"[{target.made_by}]: invert both with the same MODEL (the same output of the same loader/LoRA/FreeU nodes)"
         )
-    if set(reference.features.layers) != set(target.features.layers):
+    recorded = set(reference.features.layers), set(target.features.layers)
+    if all(recorded) and recorded[0] != recorded[1]:  # an inversion without features (record_features off) is checked where features are read
         raise ValueError("reference_inversion and target_inversion recorded different layers: invert both with the same MODEL")
     ref_batch, target_batch = reference.latents.shape[1], target.latents.shape[1]
     if ref_batch not in (1, target_batch):

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .attention_patch import COND, EyeForEyePatch, Injection, check_token_grid, check_whole_latent, layer_of
+from .attention_patch import COND, KEYS_VALUES_NEED_ONE_SAME_SIZE, EyeForEyePatch, Injection, check_token_grid, check_whole_latent, layer_of
 from .feature_store import FeatureStore
 from .matching import nearest_reference_index, rearrange_like
 from .published import Behaviour, lagged_step, published_nearest_index, soft_token_weight
@@ -204,7 +204,7 @@ class FaithfulPatch(EyeForEyePatch):
                 continue
             if self.injection is Injection.KEYS_VALUES:
                 if len(self.objects) != 1 or ref_grids[0] != grid:
-                    raise ValueError("key/value injection needs one reference of the target's size")
+                    raise ValueError(KEYS_VALUES_NEED_ONE_SAME_SIZE)
                 new[rows] = refs[0].to(own.device, own.dtype).expand_as(own)
             else:
                 new[rows] = self._rearranged(own, refs, ref_grids, grid)

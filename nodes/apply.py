@@ -11,11 +11,20 @@ from . import bank_placement
 from .api import CATEGORY, Correspondence, Inversion as InversionType, Objects, io
 from .model_info import check_same_model, check_supported, decoder_attention_layers, finest_decoder_layers
 from .objects import check_object_fits, transfer_object
-from .validation import refuse, verdict, widget_problems, window_problems
+from .validation import is_number, refuse, verdict, widget_problems, window_problems
 
 MODES = [mode.value for mode in Injection]
 SOURCES = [source.value for source in FeatureSource]
 BEHAVIOURS = [behaviour.value for behaviour in Behaviour]
+
+
+def inversion_inputs(target: Inversion, objects) -> list[tuple[str, Inversion]]:
+    """(input name, inversion) of the target and every object's reference, as the user knows them."""
+    names = [("target_inversion", target)]
+    for k, obj in enumerate(objects):
+        label = "" if len(objects) == 1 else f"Transfer Object #{k + 1}'s "
+        names.append((f"{label}reference_inversion", obj.reference))
+    return names
 
 
 def _check_faithful(model, target: Inversion, objects, schedule: TransferSchedule, source: FeatureSource, behaviour: Behaviour) -> None:
@@ -27,15 +36,33 @@ def _check_faithful(model, target: Inversion, objects, schedule: TransferSchedul
                     f"latent must have the target's size ({tuple(target.latents.shape[2:])}); got "
                     f"{tuple(obj.reference.latents.shape[2:])}: use 'recorded at inversion' or resize the reference"
                 )
-    elif not set(target.features.layers):
-        raise ValueError("feature_source: target_inversion recorded no features; use 'live branches'")
-    refreshes = any(schedule.phase(k, target.generation_steps) is Phase.REFRESH for k in range(target.generation_steps))
-    if source is FeatureSource.RECORDED and behaviour is Behaviour.PUBLISHED and refreshes:
-        raise ValueError(
-            "behaviour: the published structure refresh writes the unconditional result row from the target's "
-            "unconditional features, which an inversion does not record; use feature_source 'live branches' "
-            "(or refresh_every 0)"
-        )
+    else:
+        unrecorded = [name for name, inv in inversion_inputs(target, objects) if not inv.features.layers]
+        if unrecorded:
+            raise ValueError(
+                f"feature_source: {' and '.join(unrecorded)} {'was' if len(unrecorded) == 1 else 'were'} inverted with "
+                "record_features off, so there are no recorded features to read: turn record_features on in "
+                "that Invert node, or use feature_source 'live branches' (which needs none)"
+            )
+    if source is FeatureSource.RECORDED and behaviour is Behaviour.PUBLISHED and schedule.steps_in(Phase.REFRESH, target.generation_steps):
+        raise ValueError(PUBLISHED_REFRESH_NEEDS_LIVE)
+
+
+PUBLISHED_REFRESH_NEEDS_LIVE = (
+    "behaviour: the published structure refresh writes the unconditional result row from the target's "
+    "unconditional features, which an inversion does not record; use feature_source 'live branches' "
+    "(or refresh_every 0)"
+)
+
+
+def published_refresh_problems(start, end, refresh_every, refresh_until, feature_source, behaviour) -> list[str]:
+    """At /prompt: 'published code' reading recorded features with a structure refresh in its window."""
+    if (feature_source or SOURCES[0]) != FeatureSource.RECORDED.value or behaviour != Behaviour.PUBLISHED.value:
+        return []
+    if not all(is_number(v) for v in (start, end, refresh_every, refresh_until)) or refresh_every < 0:
+        return []
+    schedule = TransferSchedule(start=start, end=end, refresh_every=refresh_every, refresh_until=refresh_until)
+    return [PUBLISHED_REFRESH_NEEDS_LIVE] if schedule.steps_in(Phase.REFRESH, max(refresh_until, 0)) else []
 
 
 def apply_eye_for_eye(
@@ -135,7 +162,8 @@ def _schedule(cls, start, end, refresh_every, refresh_until, mode, feature_sourc
 
 def _schedule_problems(cls, start, end, refresh_every, refresh_until, mode, feature_source=None, behaviour=None) -> list[str]:
     return widget_problems(cls, start=start, end=end, refresh_every=refresh_every, refresh_until=refresh_until, mode=mode,
-                           feature_source=feature_source, behaviour=behaviour) + window_problems(start, end)
+                           feature_source=feature_source, behaviour=behaviour) + window_problems(start, end) + \
+        published_refresh_problems(start, end, refresh_every, refresh_until, feature_source, behaviour)
 
 
 class ApplyEyeForEye(io.ComfyNode):

@@ -377,3 +377,76 @@ def test_attention_masks_refuse_what_they_cannot_use(node, freeu_model, freeu_in
         pack_masks(node, freeu_model, target, reference, threshold=9.0)
     with pytest.raises(ValueError, match="step: got 14"):
         pack_masks(node, freeu_model, target, reference, step=14)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The whole documented run
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def their_model(model, freeu=True):
+    """What test_faithful's published_generation reads from a model, with their FreeU UNet as the UNet."""
+    from types import SimpleNamespace
+
+    unet = model.model.diffusion_model
+
+    def freeu_unet(x, timesteps, context=None, transformer_options=None):
+        return their_freeu_unet(unet, x, timesteps, context, transformer_options, freeu=freeu)
+
+    return SimpleNamespace(model=SimpleNamespace(diffusion_model=freeu_unet, model_sampling=model.model.model_sampling))
+
+
+def test_the_whole_published_run_equals_a_literal_translation(node, model, freeu_model, freeu_inversions):
+    """Their FreeU UNet during inversion and generation, masks into matching and masked AdaIN, live branches with
+    the published rules, guidance 2.5: FreeU (as published) -> Invert -> Apply -> KSampler (Eye-for-an-eye)."""
+    from test_faithful import MASKS, pack_generation, published_generation
+
+    target, reference = freeu_inversions["target"], freeu_inversions["reference"]
+    expected = published_generation(their_model(model), target, reference, MASKS, quirks=True)
+    got = pack_generation(node, freeu_model, target, reference, MASKS)
+    difference = float((got - expected).abs().max())
+    print(f"whole published run (their FreeU, masks, live branches, published code): max |diff| = {difference:.2e}")
+    assert difference <= 1e-4
+    # it can fail: without their FreeU, or without the masks, the translation lands elsewhere
+    assert float((published_generation(their_model(model, freeu=False), target, reference, MASKS) - got).abs().max()) > 1e-3
+    assert float((published_generation(their_model(model), target, reference, None) - got).abs().max()) > 1e-3
+
+
+def tiny_lora(model):
+    """A weight patch as LoraLoaderModelOnly adds one (a clone with add_patches)."""
+    patched = model.clone()
+    weight = model.model.diffusion_model.out[2].weight
+    delta = torch.randn(weight.shape, generator=torch.Generator().manual_seed(7)) * 0.05
+    assert patched.add_patches({"diffusion_model.out.2.weight": (delta,)}, 1.0)
+    return patched
+
+
+def test_freeu_composes_with_lora_and_apply_in_either_order(node, model, freeu_model, freeu_inversions):
+    from conftest import invert_pair
+    from test_faithful import MASKS, SKIP, STEPS, pack_generation
+
+    freeu = lambda m: run_node(node("E4E_FreeUPublished"), model=m, b1=B1, b2=B2, s1=S1, s2=S2)[0]  # noqa: E731
+    results = []
+    for patched in (freeu(tiny_lora(model)), tiny_lora(freeu(model))):  # LoRA then FreeU, FreeU then LoRA
+        inversions = invert_pair(node, patched, STEPS, SKIP, cfg=3.5)
+        results.append(pack_generation(node, patched, inversions["target"], inversions["reference"], MASKS))
+    assert torch.equal(results[0], results[1])
+    plain = pack_generation(node, freeu_model, freeu_inversions["target"], freeu_inversions["reference"], MASKS)
+    assert float((results[0] - plain).abs().max()) > 1e-3  # the LoRA counts
+
+    # Apply then FreeU (the same numbers on the model the inversions were made with) samples the same result
+    target, reference = freeu_inversions["target"], freeu_inversions["reference"]
+    apply = dict(mode="rearrange features (q, k, v)", feature_source="live branches", behaviour="published code", start=4,
+                 end=-1, refresh_every=2, refresh_until=9, target_mask=MASKS["target"], reference_mask=MASKS["reference"])
+    sample = dict(positive=conditioning(10), negative=conditioning(11), target_inversion=target, reference_inversion=reference,
+                  cfg=2.5, adain_start=9, target_mask=MASKS["target"], reference_mask=MASKS["reference"])
+    (applied,) = run_node(node("E4E_ApplyEyeForEye"), model=freeu_model, reference_inversion=reference, target_inversion=target, **apply)
+    (out,) = run_node(node("E4E_KSampler"), model=freeu(applied), **sample)
+    assert torch.equal(model.model.process_latent_in(out["samples"])[0], plain)
+    # ... but FreeU after Apply on a model whose inversions were made without it is refused, naming the model
+    plain_inversions = invert_pair(node, model, STEPS, SKIP, cfg=3.5)
+    (applied,) = run_node(node("E4E_ApplyEyeForEye"), model=model, reference_inversion=plain_inversions["reference"],
+                          target_inversion=plain_inversions["target"], **apply)
+    with pytest.raises(ValueError, match=r"model \[.*output_block_patch.*\] is not the model target_inversion was made with"):
+        run_node(node("E4E_KSampler"), model=freeu(applied), **{**sample, "target_inversion": plain_inversions["target"],
+                                                                  "reference_inversion": plain_inversions["reference"]})
