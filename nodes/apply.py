@@ -27,7 +27,8 @@ def inversion_inputs(target: Inversion, objects) -> list[tuple[str, Inversion]]:
     return names
 
 
-def _check_faithful(model, target: Inversion, objects, schedule: TransferSchedule, source: FeatureSource, behaviour: Behaviour) -> None:
+def _check_features(target: Inversion, objects, source: FeatureSource) -> None:
+    """The features the source reads exist: references of the target's size (live), recorded features (recorded)."""
     if source is FeatureSource.LIVE:
         for obj in objects:
             if obj.reference.latents.shape[2:] != target.latents.shape[2:]:
@@ -44,25 +45,34 @@ def _check_faithful(model, target: Inversion, objects, schedule: TransferSchedul
                 "record_features off, so there are no recorded features to read: turn record_features on in "
                 "that Invert node, or use feature_source 'live branches' (which needs none)"
             )
-    if source is FeatureSource.RECORDED and behaviour is Behaviour.PUBLISHED and schedule.steps_in(Phase.REFRESH, target.generation_steps):
-        raise ValueError(PUBLISHED_REFRESH_NEEDS_LIVE)
 
 
-PUBLISHED_REFRESH_NEEDS_LIVE = (
-    "behaviour: the published structure refresh writes the unconditional result row from the target's "
-    "unconditional features, which an inversion does not record; use feature_source 'live branches' "
-    "(or refresh_every 0)"
-)
+def transfer_schedule(start, end, refresh_every, refresh_until, behaviour) -> TransferSchedule:
+    """The schedule with the behaviour's refresh rule (published: step % refresh_every == 0)."""
+    published = behaviour == Behaviour.PUBLISHED.value
+    return TransferSchedule(start=start, end=end, refresh_every=refresh_every, refresh_until=refresh_until,
+                            refresh_counted_from=0 if published else None)
 
 
-def published_refresh_problems(start, end, refresh_every, refresh_until, feature_source, behaviour) -> list[str]:
-    """At /prompt: 'published code' reading recorded features with a structure refresh in its window."""
-    if (feature_source or SOURCES[0]) != FeatureSource.RECORDED.value or behaviour != Behaviour.PUBLISHED.value:
+def published_refresh_problems(start, end, refresh_every, refresh_until, mode, feature_source, behaviour) -> list[str]:
+    """At /prompt: a structure refresh under 'published code' where the published code has none to give."""
+    if behaviour != Behaviour.PUBLISHED.value or not all(is_number(v) for v in (start, end, refresh_every, refresh_until)):
         return []
-    if not all(is_number(v) for v in (start, end, refresh_every, refresh_until)) or refresh_every < 0:
+    schedule = transfer_schedule(start, end, refresh_every, refresh_until, behaviour)
+    if refresh_every < 0 or not schedule.steps_in(Phase.REFRESH, max(refresh_until, 0)):
         return []
-    schedule = TransferSchedule(start=start, end=end, refresh_every=refresh_every, refresh_until=refresh_until)
-    return [PUBLISHED_REFRESH_NEEDS_LIVE] if schedule.steps_in(Phase.REFRESH, max(refresh_until, 0)) else []
+    if mode == Injection.VALUES.value:
+        return [
+            f"refresh_every: got {refresh_every}, but the published V-injection path ('values only' + 'published code') "
+            "has no structure refresh: set refresh_every 0, or behaviour 'paper' for the pack's refresh of the values"
+        ]
+    if (feature_source or SOURCES[0]) == FeatureSource.RECORDED.value:
+        return [
+            "behaviour: the published structure refresh writes the unconditional result row from the target's "
+            "unconditional features, which an inversion does not record: use feature_source 'live branches' "
+            "(or refresh_every 0)"
+        ]
+    return []
 
 
 def apply_eye_for_eye(
@@ -101,7 +111,7 @@ def apply_eye_for_eye(
     patches["attn1_patch"] = [p for p in patches.get("attn1_patch", []) if not isinstance(p, EyeForEyePatch)]
     if injection is Injection.KEYS_VALUES and (len(objects) != 1 or objects[0].reference.latents.shape[-2:] != target.latents.shape[-2:]):
         raise ValueError("mode: key/value injection takes one reference inversion of the target's size")
-    _check_faithful(model, target, objects, schedule, source, behaviour)
+    _check_features(target, objects, source)
     if source is FeatureSource.RECORDED and behaviour is Behaviour.PAPER:
         patch = EyeForEyePatch(target, tuple(objects), schedule, injection)  # today's path, unchanged
         patched.set_model_attn1_patch(patch)
@@ -157,13 +167,13 @@ def _faithful_inputs():
 
 def _schedule(cls, start, end, refresh_every, refresh_until, mode, feature_source=None, behaviour=None) -> TransferSchedule:
     refuse(_schedule_problems(cls, start, end, refresh_every, refresh_until, mode, feature_source, behaviour))
-    return TransferSchedule(start=start, end=end, refresh_every=refresh_every, refresh_until=refresh_until)
+    return transfer_schedule(start, end, refresh_every, refresh_until, behaviour or BEHAVIOURS[0])
 
 
 def _schedule_problems(cls, start, end, refresh_every, refresh_until, mode, feature_source=None, behaviour=None) -> list[str]:
     return widget_problems(cls, start=start, end=end, refresh_every=refresh_every, refresh_until=refresh_until, mode=mode,
                            feature_source=feature_source, behaviour=behaviour) + window_problems(start, end) + \
-        published_refresh_problems(start, end, refresh_every, refresh_until, feature_source, behaviour)
+        published_refresh_problems(start, end, refresh_every, refresh_until, mode, feature_source, behaviour)
 
 
 class ApplyEyeForEye(io.ComfyNode):

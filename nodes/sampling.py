@@ -76,6 +76,22 @@ def check_replay_sigmas(sigmas: torch.Tensor, target: Inversion) -> None:
     )
 
 
+def live_reference_rows(live, adain: LatentAdain) -> list[int]:
+    """For each AdaIN object, the live branch that denoises its reference (matched by content, not identity)."""
+    rows = []
+    for k, obj in enumerate(adain.objects):
+        found = [j for j, branch in enumerate(live.objects) if same_inversion(branch.reference, obj.reference)]
+        if not found:
+            name = "reference_inversion" if len(adain.objects) == 1 else f"objects: Transfer Object #{k + 1}'s reference_inversion"
+            raise ValueError(
+                f"{name} is {obj.reference.describe()}, which Apply Eye-for-an-eye (live branches) does not denoise "
+                f"(it denoises {', '.join(b.reference.describe() for b in live.objects)}): connect the same Invert output "
+                "to both, or leave it unconnected to use Apply's reference"
+            )
+        rows.append(found[0])
+    return rows
+
+
 def _replay_sampler(model, x, sigmas, extra_args, callback, disable, *, target: Inversion, adain: Optional[LatentAdain]):
     """A KSAMPLER function: DDPM steps with the target's noise maps, AdaIN late in sampling.
 
@@ -98,6 +114,7 @@ def _replay_sampler(model, x, sigmas, extra_args, callback, disable, *, target: 
         last_scale = alpha_cumprod_sigma_scale(patch.last_sigma)
         if adain is not None:
             adain = dataclasses.replace(adain, published=True)
+    live_rows = None if live is None or adain is None else live_reference_rows(live, adain)
     result_rows = slice(0, x.shape[0]) if live is None else live.layout.result_rows()
     x_start = x if live is None else live.start(x)
     noise_maps = target.noise_maps if live is None else live.noise()
@@ -109,11 +126,7 @@ def _replay_sampler(model, x, sigmas, extra_args, callback, disable, *, target: 
         return model(x, sigma_list[i] * s_in, **extra_args)
 
     def live_styles(x_next):
-        if live is None or adain is None:
-            return None
-        by_reference = {id(obj.reference): j for j, obj in enumerate(live.objects)}
-        rows = [by_reference.get(id(obj.reference)) for obj in adain.objects]
-        return [None if j is None else x_next[live.layout.reference_rows(j)] for j in rows]
+        return None if live_rows is None else [x_next[live.layout.reference_rows(j)] for j in live_rows]
 
     def after_step(i, x_next, denoised):
         if i == last and last_scale != 1.0:
@@ -186,6 +199,14 @@ def _adain_inputs():
     ]
 
 
+def live_references(model_options: dict) -> tuple[Optional[Inversion], Optional[tuple]]:
+    """(reference, objects) that live branches denoise anyway, for AdaIN when none is connected."""
+    live = live_patch(model_options)
+    if live is None:
+        return None, None
+    return (live.objects[0].reference, None) if len(live.objects) == 1 else (None, live.objects)
+
+
 class TransferKSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -202,7 +223,7 @@ class TransferKSampler(io.ComfyNode):
                 io.Conditioning.Input("positive", tooltip="The prompt the inversions were made with."),
                 io.Conditioning.Input("negative", tooltip="The negative prompt the inversions were made with (usually empty)."),
                 InversionType.Input("target_inversion", tooltip="The structure image's inversion; sampling starts from it."),
-                InversionType.Input("reference_inversion", optional=True, tooltip="The appearance image's inversion (for AdaIN)."),
+                InversionType.Input("reference_inversion", optional=True, tooltip="The appearance image's inversion (for AdaIN). Unconnected with 'live branches': the reference Apply denoises."),
                 Objects.Input("objects", optional=True, tooltip="Several objects (from Transfer Object nodes): AdaIN per object instead."),
                 io.Float.Input("cfg", default=2.5, min=0.0, max=30.0, step=0.1, round=0.01, tooltip="Guidance; 1 keeps structure best, 2.5 looks best (published range)."),
             ]
@@ -220,6 +241,8 @@ class TransferKSampler(io.ComfyNode):
         check_supported(model)
         check_same_model(model, target_inversion, "target_inversion")
         check_patch_target(model.model_options, target_inversion)
+        if reference_inversion is None and objects is None:
+            reference_inversion, objects = live_references(model.model_options)
         adain = latent_adain(target_inversion, reference_inversion, adain_start, target_mask, reference_mask, objects)
         return io.NodeOutput(sample_replay(model, positive, negative, target_inversion, cfg, adain))
 

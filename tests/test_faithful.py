@@ -59,8 +59,9 @@ MASKS = {"target": soft_ellipse(56, 64, 44, 36), "reference": soft_ellipse(70, 6
 class PublishedModel:
     """The AppearanceTransferModel's state the processors read: the step counter and the masks."""
 
-    def __init__(self, layers, mask_lst, quirks):
+    def __init__(self, layers, mask_lst, quirks, start=FEAT_START):
         self.step = 0
+        self.start = start  # their feature-mixing start; the refresh test below does not depend on it
         self.layers = layers
         self.mask_lst = mask_lst  # [[appearance mask], [structure mask]] at image size, or None
         self.quirks = quirks
@@ -114,7 +115,7 @@ def processor(m: PublishedModel):
         if (block[0], block[1], extra_options["block_index"]) not in m.layers:  # "up" and a 32x32 / 64x64 grid
             return n, context, value
         hidden_states = n.clone()
-        if FEAT_START <= m.step < FEAT_END:  # should_mix_features_mix
+        if m.start <= m.step < FEAT_END:  # should_mix_features_mix
             if m.step % REFRESH_EVERY == 0 and m.step < REFRESH_UNTIL:
                 if m.quirks:
                     hidden_states[0] = hidden_states[2]  # OUT_INDEX, STRUCT_INDEX of constants.py: the uncond rows
@@ -155,14 +156,14 @@ def adain(content_feat, style_feat, quirks=True):
     return normalized_feat * style_std.expand(size) + style_mean.expand(size)
 
 
-def published_generation(model, target, reference, masks=None, quirks=True):
+def published_generation(model, target, reference, masks=None, quirks=True, start=FEAT_START):
     """Their pipeline __call__ (denoising loop, perform_ddpm_step) with their AdaIN callback; returns latents[0]."""
     unet = model.model.diffusion_model
     sampling = model.model.model_sampling
     alphas_cumprod = (1.0 / (1.0 + sampling.sigmas.double() ** 2)).float()  # the training schedule, fp32 as in diffusers
     final_alpha_cumprod = alphas_cumprod[0] if quirks else torch.tensor(1.0)  # set_alpha_to_one=False in SD1.5's config
     mask_lst = None if masks is None else [[masks["reference"].numpy()], [masks["target"].numpy()]]
-    m = PublishedModel(set(target.features.layers), mask_lst, quirks)
+    m = PublishedModel(set(target.features.layers), mask_lst, quirks, start)
     sigmas = [float(s) for s in target.generation_sigmas]
     timesteps = [int(sampling.timestep(torch.tensor(s))) for s in sigmas[:-1]]
     prompt_embeds = torch.cat([conditioning(11)[0][0]] * 3 + [conditioning(10)[0][0]] * 3)  # [uncond x3, cond x3]
