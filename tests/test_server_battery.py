@@ -94,7 +94,11 @@ def both(*edits) -> Callable[[dict], None]:
 
 
 def solid_mask(node_id: str, width: int, height: int, value: float = 1.0):
-    return add(node_id, "SolidMask", value=value, width=width, height=height)
+    if 0.0 <= value <= 1.0:
+        return add(node_id, "SolidMask", value=value, width=width, height=height)
+    # A linked value passes the host's 0..1 check of the widget, as a value from another node does.
+    return both(add(node_id + "_value", "PrimitiveFloat", value=value),
+                add(node_id, "SolidMask", value=[node_id + "_value", 0], width=width, height=height))
 
 
 def mask_batch(node_id: str, amount: int):
@@ -184,6 +188,14 @@ CASES = [
     Case("replay pieces adain_start below -1", replay_pieces_branch(-5), "pieces", "adain_start", "accepts"),
     Case("multi-object mode not an option", objects_branch(mode=BAD_MODE), "applyobj", "mode", "not one of its options"),
     Case("multi-object start after end", objects_branch(start=3, end=1), "applyobj", "start", "not before end"),
+    Case("invert steps not a number", set_input("tinv", steps="abc"), "tinv", "steps", "not a number"),
+    Case("apply end not a number", set_input("apply", end="last"), "apply", "end", "not a number"),
+    Case("published code reading recorded features with a refresh", set_input("apply", behaviour="published code"),
+         "apply", "behaviour", "use feature_source 'live branches'"),
+    Case("values only with published code and a refresh", set_input(
+        "apply", mode="rearrange values only", behaviour="published code", feature_source="live branches"), "apply", "refresh_every", "V-injection"),
+    Case("multi-object published code reading recorded features with a refresh",
+         objects_branch(refresh_every=2, refresh_until=3, behaviour="published code"), "applyobj", "behaviour", "live branches"),
     # Refused by the node that receives the input, before it computes.
     Case("apply window past the last step", set_input("apply", start=10), "apply", "start", "generation steps", False),
     Case("ksampler adain_start past the last step", set_input("ks", adain_start=10), "ks", "adain_start", "never run", False),
@@ -224,6 +236,23 @@ CASES = [
         add("tiny", "ImageScale", image=["timg", 0], upscale_method="nearest-exact", width=8, height=8, crop="disabled"),
         add("tinylat", "VAEEncode", pixels=["tiny", 0], vae=["ckpt", 2]),
         set_input("tinv", latent=["tinylat", 0])), "tinv", "latent", "smaller than one token", False),
+    Case("apply target_mask with values above 1", both(solid_mask("m3x", 64, 64, 3.0), set_input("apply", target_mask=["m3x", 0])),
+         "apply", "target_mask", "values range from 3 to 3", False),
+    Case("published ksampler reference_mask with values above 1", both(
+        solid_mask("m3x", 64, 64, 3.0), set_input("apply", behaviour="published code", feature_source="live branches"),
+        set_input("ks", reference_mask=["m3x", 0])), "ks", "reference_mask", "values range from 3 to 3", False),
+    Case("match reference_mask with negative values", both(solid_mask("mneg", 64, 64, -1.0), set_input("match", reference_mask=["mneg", 0])),
+         "match", "reference_mask", "values range from -1 to -1", False),
+    Case("one invert with record_features off", both(set_input("rinv", record_features=False), without_inspection),
+         "apply", "feature_source", "reference_inversion was inverted with record_features off", False),
+    # ddim_uniform gives the inversions one step more than asked (7 of 6), so 5 generation steps from skip 2.
+    Case("replay pieces given other sigmas of the same length", both(
+        replay_pieces_branch(2), add("sched", "BasicScheduler", model=["ckpt", 0], scheduler="karras", steps=STEPS - SKIP + 1, denoise=1.0),
+        set_input("custom", sigmas=["sched", 0])), "custom", "sigmas", "values differ", False),
+    Case("area conditioning into invert", both(
+        add("area", "ConditioningSetArea", conditioning=["pos", 0], width=64, height=64, x=0, y=0, strength=1.0),
+        add("posarea", "ConditioningCombine", conditioning_1=["pos", 0], conditioning_2=["area", 0]),
+        set_input("tinv", positive=["posarea", 0])), "tinv", "positive", "area conditioning (entry 2 of 2)", False),
     Case("invert a video latent", both(
         add("video", "EmptyHunyuanLatentVideo", width=64, height=64, length=5, batch_size=1),
         set_input("tinv", latent=["video", 0])), "tinv", "latent", "video latent", False),
@@ -357,3 +386,29 @@ def test_after_the_battery_a_good_run_gives_the_same_pixels(server, pixels_befor
     time.sleep(5)  # the prompt worker wakes on the flag and resets its caches before the next prompt arrives
     after = run_good(server)
     assert np.array_equal(after, pixels_before)
+
+
+# A prompt of about 540 tokens: ComfyUI cannot pad a 77-token negative to share its batch, so every step runs the
+# conditional and the unconditional branch in model calls of their own (Invert crashed on that before).
+LONG_PROMPT = ", ".join(["a photo of a small bird with a long tail and bright feathers"] * 35)
+
+
+@pytest.mark.parametrize("source", ["recorded at inversion", "live branches"])
+def test_a_long_prompt_runs(server, pixels_before, source):
+    import numpy as np
+
+    prompt = good_prompt()
+    prompt["pos"]["inputs"]["text"] = LONG_PROMPT
+    set_input("apply", feature_source=source)(prompt)
+    pixels = run_saved(server, prompt)
+    assert pixels.shape == pixels_before.shape and pixels.std() > 0
+    assert not np.array_equal(pixels, pixels_before), "the long prompt changed nothing"
+
+
+def test_live_branches_take_inversions_that_recorded_nothing(server, pixels_before):
+    prompt = good_prompt()
+    without_inspection(prompt)
+    both(set_input("tinv", record_features=False), set_input("rinv", record_features=False),
+         set_input("apply", feature_source="live branches"))(prompt)
+    pixels = run_saved(server, prompt)
+    assert pixels.shape == pixels_before.shape and pixels.std() > 0
