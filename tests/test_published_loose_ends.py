@@ -8,21 +8,13 @@ the KSampler's reference_inversion is left unconnected under live branches.
 import pytest
 import torch
 
-from conftest import invert_pair, run_node
-from test_faithful import ADAIN_START, CFG, REFRESH_EVERY, REFRESH_UNTIL, STEPS, SKIP, pack_generation, published_generation
-from tiny_models import conditioning, latent, tiny_sd15
+from conftest import run_node
+from test_faithful import (  # noqa: F401 (model and inversions are the faithfulness tests' fixtures)
+    ADAIN_START, CFG, REFRESH_EVERY, REFRESH_UNTIL, STEPS, SKIP, inversions, model, pack_generation, published_generation,
+)
+from tiny_models import conditioning, latent
 
 LIVE = dict(mode="rearrange features (q, k, v)", feature_source="live branches", behaviour="published code")
-
-
-@pytest.fixture(scope="module")
-def model(host):
-    return tiny_sd15(seed=1)
-
-
-@pytest.fixture(scope="module")
-def inversions(node, model):
-    return invert_pair(node, model, STEPS, SKIP, cfg=3.5)
 
 
 def test_published_refresh_is_step_modulo_period_whatever_the_start(node, model, inversions):
