@@ -21,12 +21,18 @@ Rows (every ratio has its baseline timed in this run, on these tensors or this m
 On the CPU the UNet runs at a small latent (--latent) so that everything fits in ~10 minutes;
 --gpu runs full size (SD1.5 512 px and SDXL 1024 px), fp16, and reports seconds per step and
 peak GPU memory too (prepared for a machine with an NVIDIA GPU).
+
+Everything runs under torch.inference_mode(), as ComfyUI's executor runs nodes: with autograd on,
+every inversion's noise maps carry the graph of all its UNet calls (about 3.4 GB each for the CPU
+run's SD1.5 UNet), and the two inversions the sampling rows keep pushed the CPU run past 20 GB.
+The peak resident memory of the process is printed and written (peak_rss_mb).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -47,6 +53,11 @@ PUBLISHED = dict(steps=100, skip=32, schedule=TransferSchedule())
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def best_of(fns, device, repeat):
@@ -176,8 +187,10 @@ def bank_sizes(config, latent_side, bytes_per_value=2):
             "pair_before_mb": mb(2 * total), "pair_after_mb": mb(rearrange + refresh)}
 
 
-def build_model(host_nodes, config, dtype, device, seed=0):
-    """A ComfyUI ModelPatcher around a real BaseModel with this UNet config, seeded random weights."""
+def build_model(host_nodes, config, dtype, device, seed=0, weights=None):
+    """A ComfyUI ModelPatcher around a real BaseModel with this UNet config, seeded random weights
+    (or `weights`, the diffusion_model state dict of a model built here, cast to `dtype`: a second
+    dtype of the same model without drawing the weights again)."""
     import comfy.model_base
     import comfy.model_management
     import comfy.model_patcher
@@ -193,9 +206,12 @@ def build_model(host_nodes, config, dtype, device, seed=0):
     model_config = RandomWeights({**config, "dtype": dtype})
     model_config.set_inference_dtype(dtype, None)
     base = (comfy.model_base.SDXL if sdxl else comfy.model_base.BaseModel)(model_config, device=torch.device("cpu"))
-    seeded_init_(base.diffusion_model, torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        base.diffusion_model.out[2].weight.mul_(0.2)
+    if weights is not None:
+        base.diffusion_model.load_state_dict(weights)
+    else:
+        seeded_init_(base.diffusion_model, torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            base.diffusion_model.out[2].weight.mul_(0.2)
     base.diffusion_model.to(dtype)
     return comfy.model_patcher.ModelPatcher(base, load_device=device, offload_device=torch.device("cpu"))
 
@@ -219,13 +235,14 @@ def profile_generation(runs: dict, rows: int = 10) -> str:
 
 
 def bench_sampling(host_nodes, name, config, latent_side, steps, skip, schedule, adain_start, device, dtype, repeat,
-                   profile=False):
-    """Invert, E4E generation and plain sampling on the same model, sigmas, cfg and latent."""
+                   profile=False, model=None):
+    """Invert, E4E generation and plain sampling on the same model, sigmas, cfg and latent
+    (`model`: a ModelPatcher built by build_model from this config; default: build one)."""
     import comfy.samplers
 
     mapping = host_nodes.NODE_CLASS_MAPPINGS
     run = lambda node_id, **kw: mapping[node_id].execute(**kw).result  # noqa: E731
-    model = build_model(host_nodes, config, dtype, device)
+    model = model if model is not None else build_model(host_nodes, config, dtype, device)
     pooled = bool(config.get("adm_in_channels"))
     positive, negative = conditioning(1, config["context_dim"], pooled), conditioning(2, config["context_dim"], pooled)
     g = torch.Generator().manual_seed(3)
@@ -293,6 +310,62 @@ def table(results):
     return "\n".join(lines)
 
 
+def gpu_plan():
+    """The --gpu runs: full-size SD1.5 at 512 px and SDXL at 1024 px, the published schedule."""
+    return dict(runs=[("sd15", sd15_config(), 64), ("sdxl", sdxl_config(), 128)], steps=100, skip=32,
+                schedule=TransferSchedule(), adain=49)
+
+
+def cpu_plan(quick: bool, latent=None):
+    """The CPU run: SD1.5 widths at a small latent; the published proportions on a short schedule (skip 30%,
+    start at 15% of generation, refresh twice early)."""
+    steps, skip = (8, 2) if quick else (20, 6)
+    schedule = TransferSchedule(start=1, refresh_every=2, refresh_until=4) if quick else TransferSchedule(start=2, refresh_every=3, refresh_until=8)
+    return dict(runs=[("sd15", sd15_config(), latent or (8 if quick else 16))], steps=steps, skip=skip, schedule=schedule,
+                adain=(steps - skip) * 49 // 68)
+
+
+def summary(name, dtype, quick, matching, peak_mb, sizes, sampling) -> dict:
+    """The results dict bench-results.json holds (sampling[0] is the SD1.5 row)."""
+    sd15 = sampling[0]
+    return {
+        "device": name, "dtype": str(dtype), "threads": torch.get_num_threads(), "torch": torch.__version__, "quick": quick,
+        "matching_vs_gemm_limit": max(r["over_gemm"] for r in matching),
+        "matching_speedup_vs_published_loop": min(r["speedup_vs_loop"] for r in matching if "speedup_vs_loop" in r),
+        "matching_identical_indices": all(r["identical_indices"] for r in matching if "identical_indices" in r),
+        "matching_peak_extra_mb_128": peak_mb,
+        "sampling_overhead_recorded": sd15["e4e_over_plain"],
+        "sampling_overhead_live": sd15["e4e_live_over_plain"],
+        "inversion_vs_cfg_sampling": sd15["invert_over_cfg_sampling"],
+        "bank_mb_per_image_sd15_512": sizes["sd15_512"]["reference_mb"],
+        "bank_mb_per_image_sdxl_1024": sizes["sdxl_1024"]["reference_mb"],
+        "matching": matching, "sampling": sampling, "bank": sizes,
+    }
+
+
+def bench_all(host_nodes, device, dtype, name, plan, quick=False, repeat=None, profile=False, models=None) -> dict:
+    """Every row of the benchmark on `device` (models: optional {run name: ModelPatcher} to reuse)."""
+    matching = bench_matching(device, dtype, repeat=2 if quick else 5,
+                              loop_cases=("32x32 x 640",) if quick else ("64x64 x 320", "32x32 x 640"))
+    for row in matching:
+        print("matching", json.dumps(row), flush=True)
+    peak_mb = matching_peak_extra_mb(device, dtype, torch.get_num_threads())
+    print(f"matching peak extra at 128x128: {peak_mb:.0f} MB", flush=True)
+
+    sizes = {"sd15_512": bank_sizes(sd15_config(), 64), "sdxl_1024": bank_sizes(sdxl_config(), 128)}
+    for key, row in sizes.items():
+        print("bank", key, json.dumps({k: round(v, 1) for k, v in row.items()}), flush=True)
+
+    sampling = []
+    for run_name, config, side in plan["runs"]:
+        row = bench_sampling(host_nodes, run_name, config, side, plan["steps"], plan["skip"], plan["schedule"], plan["adain"],
+                             device, dtype, repeat=repeat or (1 if quick else 2), profile=profile,
+                             model=(models or {}).get(run_name))
+        print("sampling", json.dumps(row), flush=True)
+        sampling.append(row)
+    return summary(name, dtype, quick, matching, peak_mb, sizes, sampling)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny latent, few steps, one repeat (a smoke run)")
@@ -311,50 +384,13 @@ def main():
     dtype = torch.float16 if args.gpu else torch.float32
     name = torch.cuda.get_device_name() if args.gpu else "cpu"
     print(f"device {name}, {dtype}, torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
-
-    matching = bench_matching(device, dtype, repeat=2 if args.quick else 5,
-                              loop_cases=("32x32 x 640",) if args.quick else ("64x64 x 320", "32x32 x 640"))
-    for row in matching:
-        print("matching", json.dumps(row), flush=True)
-    peak_mb = matching_peak_extra_mb(device, dtype, torch.get_num_threads())
-    print(f"matching peak extra at 128x128: {peak_mb:.0f} MB", flush=True)
-
-    sizes = {"sd15_512": bank_sizes(sd15_config(), 64), "sdxl_1024": bank_sizes(sdxl_config(), 128)}
-    for key, row in sizes.items():
-        print("bank", key, json.dumps({k: round(v, 1) for k, v in row.items()}), flush=True)
-
-    if args.gpu:
-        runs = [("sd15", sd15_config(), 64), ("sdxl", sdxl_config(), 128)]
-        steps, skip, schedule, adain = 100, 32, TransferSchedule(), 49
-    else:
-        latent = args.latent or (8 if args.quick else 16)
-        runs = [("sd15", sd15_config(), latent)]
-        # The published proportions on a short schedule: skip 30%, start at 15% of generation, refresh twice early.
-        steps, skip = (8, 2) if args.quick else (20, 6)
-        schedule = TransferSchedule(start=1, refresh_every=2, refresh_until=4) if args.quick else TransferSchedule(start=2, refresh_every=3, refresh_until=8)
-        adain = (steps - skip) * 49 // 68
-    sampling = []
-    for name_, config, side in runs:
-        row = bench_sampling(host_nodes, name_, config, side, steps, skip, schedule, adain, device, dtype,
-                             repeat=1 if args.quick else 2, profile=args.profile)
-        print("sampling", json.dumps(row), flush=True)
-        sampling.append(row)
-
-    sd15 = sampling[0]
-    results = {
-        "device": name, "dtype": str(dtype), "threads": torch.get_num_threads(), "torch": torch.__version__, "quick": args.quick,
-        "matching_vs_gemm_limit": max(r["over_gemm"] for r in matching),
-        "matching_speedup_vs_published_loop": min(r["speedup_vs_loop"] for r in matching if "speedup_vs_loop" in r),
-        "matching_identical_indices": all(r["identical_indices"] for r in matching if "identical_indices" in r),
-        "matching_peak_extra_mb_128": peak_mb,
-        "sampling_overhead_recorded": sd15["e4e_over_plain"],
-        "sampling_overhead_live": sd15["e4e_live_over_plain"],
-        "inversion_vs_cfg_sampling": sd15["invert_over_cfg_sampling"],
-        "bank_mb_per_image_sd15_512": sizes["sd15_512"]["reference_mb"],
-        "bank_mb_per_image_sdxl_1024": sizes["sdxl_1024"]["reference_mb"],
-        "matching": matching, "sampling": sampling, "bank": sizes,
-    }
+    plan = gpu_plan() if args.gpu else cpu_plan(args.quick, args.latent)
+    with torch.inference_mode():  # as ComfyUI's executor runs nodes (see the module docstring)
+        results = bench_all(host_nodes, device, dtype, name, plan, quick=args.quick, profile=args.profile)
+    results["peak_rss_mb"] = peak_rss_mb()
     print(table(results))
+    print(f"peak resident memory (RSS) of this process: {results['peak_rss_mb']:.0f} MB")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")
 
