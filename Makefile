@@ -6,9 +6,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test workflows quality creatures probe bench bench-gpu clean
+.PHONY: venv frontends demo test workflows quality creatures probe bench bench-gpu clean
 
 venv: $(STAMP)
+
+# The newest ComfyUI web frontend, unpacked under .venv/frontends/ beside the pinned one: the page tests run on both.
+FRONTENDS_STAMP := $(VENV)/frontends/.installed
+frontends: $(FRONTENDS_STAMP)
+
+$(FRONTENDS_STAMP): $(STAMP) scripts/browser.py
+	$(PY) scripts/browser.py install-frontend
+	touch $@
 
 $(STAMP): requirements-host.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +31,7 @@ $(STAMP): requirements-host.txt
 demo: venv
 	$(PY) scripts/demo.py $(if $(CKPT),--ckpt "$(CKPT)") $(if $(TARGET),--target "$(TARGET)") $(if $(REFERENCE),--reference "$(REFERENCE)")
 
-test: venv
+test: venv frontends
 	$(PY) -m pytest
 
 # Regenerate the example workflows after changing a node: UI-format templates in workflows/ (with their .jpg

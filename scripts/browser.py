@@ -8,6 +8,10 @@ and the protocol is a websocket of JSON messages. Enough for opening the ComfyUI
         browser.open("http://127.0.0.1:8188")
         browser.evaluate("window.app !== undefined")
         browser.screenshot(Path("page.png"))
+
+It also installs the newest ComfyUI web frontend the page tests run besides the host's pinned one (`make frontends`):
+
+    python scripts/browser.py install-frontend      # .venv/frontends/<NEWEST_FRONTEND>/comfyui_frontend_package/static
 """
 
 from __future__ import annotations
@@ -18,9 +22,17 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+# The newest comfyui-frontend-package on PyPI, tested besides the host's pinned one (requirements-host.txt) by
+# starting the server with --front-end-root at its static folder. Unpacked beside the venv's packages, never
+# installed over the pinned one.
+NEWEST_FRONTEND = "1.58.1"
+FRONTENDS = REPO / ".venv" / "frontends"
 
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "chromium", "chromium-browser")
 # frontend.md: without the networking flags the closed network causes trouble.
@@ -173,3 +185,34 @@ class Browser:
                     self.process.wait()
             self.loop.close()
             shutil.rmtree(self.profile, ignore_errors=True)
+
+
+def frontend_root(version: str = NEWEST_FRONTEND) -> Path:
+    """The static folder of an unpacked comfyui-frontend-package (what ComfyUI's --front-end-root takes)."""
+    return FRONTENDS / version / "comfyui_frontend_package" / "static"
+
+
+def install_frontend(version: str = NEWEST_FRONTEND) -> Path:
+    """Download the comfyui-frontend-package wheel (no dependencies) and unpack it under .venv/frontends/<version>/."""
+    import zipfile
+
+    root = frontend_root(version)
+    if (root / "index.html").is_file():
+        return root
+    target = FRONTENDS / version
+    with tempfile.TemporaryDirectory(prefix="e4e-frontend-") as download:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest", download,
+                        f"comfyui-frontend-package=={version}"], check=True)
+        (wheel,) = Path(download).glob("comfyui_frontend_package-*.whl")
+        shutil.rmtree(target, ignore_errors=True)
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(target)
+    if not (root / "index.html").is_file():
+        raise RuntimeError(f"comfyui-frontend-package=={version} has no static/index.html")
+    return root
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["install-frontend"] or len(sys.argv) > 3:
+        raise SystemExit("usage: python scripts/browser.py install-frontend [VERSION]")
+    print(install_frontend(*sys.argv[2:]))
