@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv frontends demo test workflows quality creatures probe bench bench-gpu clean
+.PHONY: venv frontends demo test workflows quality creatures probe bench bench-gpu device-check clean
 
 venv: $(STAMP)
 
@@ -47,6 +47,12 @@ bench: venv
 # The same at full size (SD1.5 512 px, SDXL 1024 px, fp16) on a machine with an NVIDIA GPU.
 bench-gpu: venv
 	$(PY) benchmarks/bench.py --gpu --out benchmarks/results/bench-gpu.json
+
+# On an NVIDIA H100/H200, at most 9 minutes: every path of the pack on full-size SD1.5 512 and SDXL 1024 UNets in
+# fp16 and bf16, the speed table with its goals, creature training gated by the diagnostics (writes
+# benchmarks/results/device-check.json). SMOKE=1: the same paths on the CPU at toy sizes (about a minute).
+device-check: venv
+	$(PY) benchmarks/device_check.py $(if $(SMOKE),--smoke) $(DEVICE_CHECK_ARGS)
 
 clean:
 	rm -rf .e4e output
