@@ -55,6 +55,7 @@ def _ensemble_sampler(model, x0, sigmas, extra_args, callback, disable, *, sigma
     return x0
 
 
+@torch.no_grad()  # no autograd graph outside ComfyUI's executor either
 def features_from_latent(model, positive, latent: dict, timestep: int, ensemble: int, seed: int, resolution: str, names: str) -> ImageFeatures:
     """DIFT: noise the latent to `timestep`, run the model per draw, average the drawn features."""
     check_supported(model)
@@ -112,7 +113,8 @@ class ExtractFeatures(io.ComfyNode):
                 io.String.Input("layer", default="all", tooltip="'all' layers at that resolution, or names such as output.7.0"),
                 io.Int.Input("timestep", default=261, min=0, max=999, tooltip="DIFT noise level (of 1000 training steps); DIFT's default is 261."),
                 io.Int.Input("ensemble", default=8, min=1, max=64, tooltip="Noise draws averaged (DIFT: 8)."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, tooltip="Seed of the noise draws."),
+                # "fixed" control for a fresh node, as E4E_Invert's seed (read by frontend 1.58.1, not by 1.32.9).
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate="fixed", tooltip="Seed of the noise draws."),
                 io.Int.Input("step", default=10, min=0, max=1000, tooltip="With an inversion: the generation step to read (the transfer starts at 10)."),
             ],
             outputs=[Features.Output("features", display_name="features", tooltip="One descriptor per token of the chosen layers: connect to Semantic Match.")],

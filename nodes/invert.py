@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 import comfy.model_management
 import comfy.sample
 import comfy.samplers
@@ -41,6 +43,7 @@ def _inversion_sampler(model, x0, sigmas, extra_args, callback, disable, *, skip
     return x0
 
 
+@torch.no_grad()  # called outside ComfyUI's executor (which runs in inference mode), keep no autograd graph either
 def invert_latent(model, positive, negative, latent: dict, steps: int, skip: int, cfg: float, seed: int, scheduler: str, record_features: bool = True) -> Inversion:
     check_supported(model)
     check_whole_image_conditioning(positive, "positive")
@@ -112,7 +115,9 @@ class Invert(io.ComfyNode):
                 io.Int.Input("steps", default=100, min=2, max=1000, tooltip="Schedule length (published: 100)."),
                 io.Int.Input("skip", default=32, min=0, max=999, tooltip="Steps skipped before generation starts (published: 32)."),
                 io.Float.Input("cfg", default=3.5, min=0.0, max=30.0, step=0.1, round=0.01, tooltip="Guidance during inversion (published: 3.5)."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Seed of the independent noise draws."),
+                # "fixed": a fresh node keeps its seed, so a re-run reuses the cached inversion (frontend 1.58.1 reads
+                # the mode here; 1.32.9 starts every control at "randomize" and takes a string as the control's name).
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate="fixed", tooltip="Seed of the independent noise draws."),
                 io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="ddim_uniform", tooltip="ddim_uniform matches the DDPM timesteps of the published code."),
                 io.Boolean.Input(
                     "record_features", default=True, optional=True,

@@ -167,6 +167,7 @@ def latent_adain(target: Inversion, reference: Optional[Inversion], adain_start:
     return LatentAdain(tuple(objects), adain_start)
 
 
+@torch.no_grad()  # no autograd graph outside ComfyUI's executor either
 def sample_replay(model, positive, negative, target: Inversion, cfg: float, adain: Optional[LatentAdain]) -> dict:
     check_supported(model)
     check_whole_image_conditioning(positive, "positive")

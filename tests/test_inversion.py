@@ -120,3 +120,16 @@ def test_replay_pieces_drive_comfyuis_own_sampler_custom_advanced(node, model):
         noise.generate_noise({"samples": latent_in["samples"] + 1})
     with pytest.raises(ValueError, match="sigmas: use the SIGMAS of the target inversion"):
         run_node(node("SamplerCustomAdvanced"), noise=noise, guider=guider, sampler=sampler, sigmas=sigmas[2:], latent_image=latent_in)
+
+
+def test_nodes_called_outside_comfyuis_executor_keep_no_autograd_graph(node, model):
+    """ComfyUI's executor runs nodes in inference mode; a script calling them directly must not build a graph
+    over every UNet call (the CPU bench held over 10 GB that way)."""
+    with torch.inference_mode(False), torch.enable_grad():
+        inv = invert(node, model, image_seed=3, steps=4, skip=1)
+        assert not inv.noise_maps.requires_grad and not inv.latents.requires_grad
+        (out,) = run_node(
+            node("E4E_KSampler"), model=model, positive=conditioning(10), negative=conditioning(11), target_inversion=inv,
+            cfg=2.5, adain_start=-1,
+        )
+        assert not out["samples"].requires_grad
