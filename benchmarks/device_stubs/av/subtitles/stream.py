@@ -1,0 +1,1 @@
+from .. import _Missing as SubtitleStream  # noqa: F401  (see av/__init__.py)
