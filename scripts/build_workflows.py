@@ -3,18 +3,30 @@
 The graphs are defined here once; both files are generated from them with the node definitions of the real
 host, so they cannot drift apart. The UI file adds what a person reading the graph needs: a group and a note per
 stage (which knobs matter), titles, node sizes from what each node shows, a column layout in which nothing
-overlaps, and the checkpoint it needs (the frontend's missing-model dialog). Run after changing a node:
+overlaps, and the models it needs (what the frontend offers to download when they are missing: frontend 1.32.9
+in a missing-models dialog, 1.58.1 in the Issues panel behind its warning). Run after changing a node:
 
     .venv/bin/python scripts/build_workflows.py      # or: make workflows
 
 ComfyUI lists every `*.json` directly inside a pack's workflows/ folder as a template and does not look into
 subfolders, so the API prompts in workflows/api/ stay out of the template browser.
+
+What the template browser shows of a pack's template is its file name and nothing else (ComfyUI 0.3.75's
+GET /workflow_templates answers {pack: [file names]}, app/custom_node_manager.py; both frontends build each card
+from the name alone: title = the name, description = the name with `_` and `-` as spaces, shown as the card's
+second line by 1.32.9 and not at all by 1.58.1; workflowTemplatesStore.ts, useTemplateWorkflows.ts). Nor can a
+pack set the order: the server lists the folder in directory order (glob, unsorted) and the default sort of both
+frontends keeps it. So the file names are one-line descriptions, numbered in the order to read them: the
+"Alphabetical" sort of both frontends, and the server on a file system that lists names sorted (NTFS: the Windows
+builds), puts the main transfer first. The API twins keep the short names.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,16 +57,46 @@ SD15_CANNY_MODEL = {
 SD15_LORA_PLACEHOLDER = "your_sd15_lora.safetensors"
 PLACEHOLDERS = {SD15_LORA_PLACEHOLDER: "loras"}  # file name -> the models folder the note names
 
-COLUMN_GAP = 100  # between columns: leaves room for group padding and for nodes the page draws a little wider
-ROW_GAP = 50  # between nodes in a column
-GROUP_PADDING = 20
-GROUP_TITLE = 50
-NOTE_WIDTH = 340
+# The layout. A template opened from the browser is fitted to the window (both frontends: the nodes' bounding box
+# at 0.75 of the canvas, DragAndScale.fitToBounds; 1.58.1 does it for every template, 1.32.9 when the file has no
+# extra.ds), and the canvas draws node text only at a zoom of at least MinFontSizeForLOD / NODE_TEXT_SIZE = 8 / 14
+# (LGraphCanvas.updateLowQualityThreshold). So every template is packed to fit a 1600x1000 window at FIT_GOAL or
+# more: stages side by side (or stacked), each stage's note on top of its first column.
+VIEWPORT = (1600, 1000)
+FIT_ZOOM = 0.75
+FIT_PADDING = 10  # createBounds
+READABLE_SCALE = 8 / 14  # at devicePixelRatio 1
+FIT_GOAL = 0.575  # the page's zoom is exactly fit_scale (it keeps the nodes' sizes): a margin above READABLE_SCALE
+COLUMN_GAP = 20  # between columns of one stage
+GROUP_GAP = 20  # between the groups of two stages
+ROW_GAP = 10  # between nodes in a column (below the upper node, above the lower one's title bar)
+GROUP_PADDING = 10
+GROUP_TITLE = 40
+GROUP_TITLE_CHAR = 13  # 24 px group titles
+GROUP_TITLE_CHROME = 20
 GROUP_COLOURS = ["#3f789e", "#8a5f3f", "#5f8a3f", "#7a3f8a", "#3f8a84"]
 
-# Widths and heights (canvas units) of nodes whose content is larger than their sockets and widgets suggest.
-WIDE = {"CLIPTextEncode": 400, "LoadImage": 320, "LoadImageMask": 320, "SaveImage": 340}
-TALL = {"CLIPTextEncode": 160, "LoadImage": 360, "LoadImageMask": 360, "SaveImage": 330}
+# Text the page draws, in canvas units at zoom 1, measured in both frontends and rounded up so that nothing is cut
+# (the browser test checks it): widgets are 12 px Arial (1.32.9; Liberation Sans on Linux, the same metrics) or
+# Inter (1.58.1), up to 6.3 px a character, drawn 90 px narrower than the node (BaseWidget.drawTruncatingText);
+# titles 14 px, up to 7.2 px a character, drawn 60 px narrower than the node (LGraphNode.drawTitleText); socket
+# names 14 px, up to 7.9 px a character plus 45 (LGraphNode.computeSize); notes a 10 px monospace textarea, 6 px a
+# character and 11 px a line, 20 px narrower and 22 px shorter than the node, and never under 88 px.
+WIDGET_CHAR = 6.4
+WIDGET_CHROME = 95
+TITLE_CHAR = 7.4
+TITLE_CHROME = 65
+SLOT_CHAR = 8.4  # socket names, 14 px: the longest input's and output's side by side
+SLOT_CHROME = 45
+NOTE_CHAR = 6.2
+NOTE_LINE = 12
+NOTE_CHROME = 36
+NOTE_MIN_HEIGHT = 90
+
+# Heights (canvas units) of nodes whose content is larger than their sockets and widgets suggest: image previews
+# and text boxes; and the least width of a node.
+TALL = {"CLIPTextEncode": 100, "LoadImage": 330, "LoadImageMask": 330, "SaveImage": 290}
+MIN_WIDTH = 260
 
 
 def link(node_id: str, slot: int = 0) -> list:
@@ -70,12 +112,20 @@ class Example:
     titles: dict[str, str]
     stages: list[tuple[str, str, list[list[str]]]]  # (group title, note text, columns of node ids)
     models: dict[str, list[dict]] = field(default_factory=dict)  # node id -> frontend model metadata
+    # Stages placed left to right; a list of several stage indices stacks those stages in one column of groups.
+    stack: list[list[int]] | None = None
 
+# What a user sees on opening a template whose files are missing, per frontend (measured in the page).
+MISSING_FILES = (
+    "When a file is missing, ComfyUI's frontend 1.32.9 shows a missing-models dialog with a download button; "
+    "1.58.1 shows a warning (naming the missing file, or 'N issues found') whose 'View details' opens the Issues "
+    "panel: missing models with download buttons, and input images not yet in ComfyUI/input."
+)
 
 LOAD_NOTE = (
     "Eye-for-an-eye keeps the STRUCTURE of the target and takes colours and textures from the REFERENCE, part by "
-    "part.\n\nNeeds one SD1.5 checkpoint in models/checkpoints (the missing-model dialog links {ckpt}). The example "
-    "images ship with the pack in example_inputs/: copy them into ComfyUI/input or pick them with 'choose file to "
+    "part.\n\nNeeds one SD1.5 checkpoint in models/checkpoints ({ckpt}). {missing} The example images "
+    "ship with the pack in example_inputs/: copy them into ComfyUI/input or pick them with 'choose file to "
     "upload'.\n\nThe positive prompt names what both images show (\"a photo of a bird\"); the negative stays empty. "
     "Patch the model (FreeU, LoRA) before the Invert nodes and use that same model everywhere."
 )
@@ -122,7 +172,7 @@ def transfer_graph(ckpt: str = SD15_CHECKPOINT, target: str = "e4e_target.png", 
               "7": "Encode target", "8": "Encode reference", "9": "Invert target", "10": "Invert reference",
               "11": "Apply Eye-for-an-eye", "12": "Sample the result", "13": "Decode", "14": "Save result"}
     stages = [
-        ("1. Load: model, prompts, images", LOAD_NOTE.format(ckpt=ckpt), [["1", "5", "6"], ["2", "3", "4", "7", "8"]]),
+        ("1. Load: model, prompts, images", LOAD_NOTE.format(ckpt=ckpt, missing=MISSING_FILES), [["1", "2", "3", "4"], ["5", "6", "7", "8"]]),
         ("2. Invert both images", INVERT_NOTE, [["9", "10"]]),
         ("3. Transfer", TRANSFER_NOTE, [["11"]]),
         ("4. Sample, decode, save", SAMPLE_NOTE, [["12", "13", "14"]]),
@@ -171,9 +221,9 @@ def inspection_graph(ckpt: str = SD15_CHECKPOINT, target: str = "e4e_target.png"
               "9": "Semantic Match", "10": "Visualize Correspondence", "11": "Save match lines",
               "12": "Save warped reference", "13": "Save confidence"}
     stages = [
-        ("1. Load: model, prompt, images", INSPECT_LOAD_NOTE.format(ckpt=ckpt), [["1", "3", "4"], ["2", "5", "6"]]),
+        ("1. Load: model, prompt, images", INSPECT_LOAD_NOTE.format(ckpt=ckpt), [["3", "4"], ["1", "2", "5", "6"]]),
         ("2. Features of both images (DIFT)", FEATURES_NOTE, [["7", "8"]]),
-        ("3. Match and look", MATCH_NOTE, [["9", "10"], ["11", "12", "13"]]),
+        ("3. Match and look", MATCH_NOTE, [["9", "10", "11", "12"], ["13"]]),
     ]
     return Example(api, titles, stages, {"1": [SD15_MODEL]})
 
@@ -223,29 +273,28 @@ def two_object_graph(ckpt: str = SD15_CHECKPOINT, prompt: str = "a photo of two 
         "23": {"class_type": "SaveImage", "inputs": {"images": link("22"), "filename_prefix": "eye_for_eye_two_objects"}},
     }
     titles = {"1": "Load SD1.5 checkpoint", "2": "FreeU (published: 1.2 / 1.4 / 0.9 / 0.2)", "3": "Positive prompt (the domain)",
-              "4": "Negative prompt (empty)", "5": "Target with two birds", "6": "Reference for the left bird",
-              "7": "Reference for the right bird", "8": "Left bird mask", "9": "Right bird mask",
+              "4": "Negative prompt (empty)", "5": "Target with two birds", "6": "Left bird's reference",
+              "7": "Right bird's reference", "8": "Left bird mask", "9": "Right bird mask",
               "10": "Left reference mask", "11": "Right reference mask", "12": "Encode target",
               "13": "Encode left reference", "14": "Encode right reference", "15": "Invert target",
               "16": "Invert left reference", "17": "Invert right reference", "18": "Left bird <- left reference",
               "19": "Right bird <- right reference", "20": "Apply Eye-for-an-eye (two objects)",
               "21": "Sample the result", "22": "Decode", "23": "Save result"}
     stages = [
-        ("1. Load: model, prompts, images, masks", TWO_LOAD_NOTE.format(ckpt=ckpt),
-         [["1", "5", "6", "7"], ["8", "9", "10", "11"], ["2", "3", "4", "12", "13", "14"]]),
+        ("1. Load: model, prompts, images", TWO_LOAD_NOTE.format(ckpt=ckpt), [["5", "6"], ["7", "1", "2", "3", "4", "12", "13", "14"]]),
         ("2. Invert all three images", INVERT_NOTE, [["15", "16", "17"]]),
-        ("3. Objects and transfer", OBJECTS_NOTE, [["18", "19", "20"]]),
-        ("4. Sample, decode, save", TWO_SAMPLE_NOTE, [["21", "22", "23"]]),
+        ("3. Object masks and transfer", OBJECTS_NOTE, [["18", "19", "20"], ["8", "9"], ["10", "11"]]),
+        ("4. Sample, decode, save", TWO_SAMPLE_NOTE, [["21"], ["22", "23"]]),
     ]
-    return Example(api, titles, stages, {"1": [SD15_MODEL]})
+    return Example(api, titles, stages, {"1": [SD15_MODEL]}, stack=[[0], [1], [2, 3]])
 
 
 COMPOSE_LOAD_NOTE = (
     "The transfer composed with other model patches and ControlNet. Files to put in place of the names shown:\n"
-    "- models/checkpoints: an SD1.5 checkpoint ({ckpt}; the missing-model dialog links it);\n"
+    "- models/checkpoints: an SD1.5 checkpoint ({ckpt}; offered for download);\n"
     "- models/loras: YOUR SD1.5 LoRA, picked in 'Load LoRA' ({lora} is only a placeholder name);\n"
-    "- models/controlnet: an SD1.5 canny ControlNet ({controlnet}; the dialog links it). Another SD1.5 "
-    "ControlNet works with its own preprocessor in place of Canny.\n\nThe MODEL passes LoRA, then FreeU, and "
+    "- models/controlnet: an SD1.5 canny ControlNet ({controlnet}; offered for download). Another SD1.5 "
+    "ControlNet works with its own preprocessor in place of Canny.\n{missing}\n\nThe MODEL passes LoRA, then FreeU, and "
     "that one patched MODEL feeds both Invert nodes and Apply (the order of LoRA and FreeU is free; the pack "
     "refuses inversions made with another model)."
 )
@@ -288,14 +337,14 @@ def composition_graph(ckpt: str = SD15_CHECKPOINT, lora: str = SD15_LORA_PLACEHO
               "14": "Load ControlNet (SD1.5 canny)", "15": "Guide with the target's edges", "16": "Sample the result",
               "17": "Decode", "18": "Save result"}
     stages = [
-        ("1. Load: model + LoRA + FreeU, prompts, images", COMPOSE_LOAD_NOTE.format(ckpt=ckpt, lora=lora, controlnet=controlnet),
-         [["1", "6", "7"], ["2", "3", "4", "5", "8", "9"]]),
-        ("2. Invert both images (patched model)", INVERT_NOTE, [["10", "11"]]),
+        ("1. Load: model + LoRA + FreeU, prompts, images", COMPOSE_LOAD_NOTE.format(ckpt=ckpt, lora=lora, controlnet=controlnet, missing=MISSING_FILES),
+         [["6", "7"], ["1", "2", "3", "4", "5", "8", "9"]]),
+        ("2. Invert both images (patched model)", INVERT_NOTE, [["10"], ["11"]]),
         ("3. Transfer", TRANSFER_NOTE, [["12"]]),
         ("4. ControlNet from the target", CONTROL_NOTE, [["13", "14", "15"]]),
-        ("5. Sample, decode, save", SAMPLE_NOTE, [["16", "17", "18"]]),
+        ("5. Sample, decode, save", SAMPLE_NOTE, [["16"], ["17", "18"]]),
     ]
-    return Example(api, titles, stages, {"1": [SD15_MODEL], "14": [SD15_CANNY_MODEL]})
+    return Example(api, titles, stages, {"1": [SD15_MODEL], "14": [SD15_CANNY_MODEL]}, stack=[[0], [1, 2], [3, 4]])
 
 
 PUBLISHED_LOAD_NOTE = (
@@ -357,8 +406,8 @@ def as_published_graph(ckpt: str = SD15_CHECKPOINT, target: str = "e4e_target.pn
               "13": "No SAM? Object Masks from Attention", "14": "Apply Eye-for-an-eye (as published)",
               "15": "Sample the result (cfg 2.5)", "16": "Decode", "17": "Save result"}
     stages = [
-        ("1. Load: model, prompts, images, masks", PUBLISHED_LOAD_NOTE.format(ckpt=ckpt), [["1", "5", "6"], ["7", "8", "3", "4"]]),
-        ("2. Their FreeU; Invert both images", PUBLISHED_FREEU_NOTE + "\n\n" + INVERT_NOTE, [["2", "9", "10"], ["11", "12"]]),
+        ("1. Load: model, prompts, images, masks", PUBLISHED_LOAD_NOTE.format(ckpt=ckpt, missing=MISSING_FILES), [["5", "6"], ["1", "3", "4", "7", "8"]]),
+        ("2. Their FreeU; Invert both images", PUBLISHED_FREEU_NOTE + "\n\n" + INVERT_NOTE, [["2", "9", "10", "11", "12"]]),
         ("3. Transfer as published", PUBLISHED_TRANSFER_NOTE, [["14", "13"]]),
         ("4. Sample, decode, save", PUBLISHED_SAMPLE_NOTE, [["15", "16", "17"]]),
     ]
@@ -373,66 +422,137 @@ GRAPHS = {
     "as_published": as_published_graph,
 }
 
+# The template file of each graph (workflows/<file>.json and .jpg): what the template browser shows as the card's
+# title and description, in the order to read them. At most 34 characters, one line on a card.
+TEMPLATE_FILES = {
+    "eye_for_eye_transfer": "1_appearance_transfer_part_by_part",
+    "correspondence_inspection": "2_see_which_parts_match",
+    "two_object_transfer": "3_two_objects_two_references",
+    "composition_transfer": "4_with_lora_freeu_and_controlnet",
+    "as_published": "5_as_published_with_masks",
+}
+
+
+def template_path(name: str, suffix: str = ".json") -> Path:
+    """The UI-format template of graph `name` (or its thumbnail, suffix .jpg)."""
+    return WORKFLOWS / f"{TEMPLATE_FILES[name]}{suffix}"
+
+
+def api_path(name: str) -> Path:
+    """The API-format twin of graph `name`."""
+    return API_WORKFLOWS / f"{name}.api.json"
+
 
 def with_titles(api: dict, titles: dict) -> dict:
     return {k: ({**v, "_meta": {"title": titles[k]}} if k in titles else v) for k, v in api.items()}
 
 
-def node_size(node_type: str, definition: dict) -> tuple[int, int]:
-    """A size that fits what the page draws in the node: sockets, widgets, and previews or text boxes."""
-    from workflow_format import frontend_widgets, _is_widget
-
-    sockets = sum(1 for kind in ("required", "optional") for spec in definition["input"].get(kind, {}).values() if not _is_widget(spec))
-    rows = max(sockets, len(definition["output"]))
-    widgets = len(frontend_widgets(definition))
-    height = max(TALL.get(node_type, 0), 20 * rows + 24 * widgets + 16)
-    width = WIDE.get(node_type, 360 if node_type.startswith("E4E_") else 320)
-    return width, height
+def _shown(value) -> str:
+    """A widget value as the page shows it (floats with two decimals)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
 
 
-def note_height(text: str, width: int = NOTE_WIDTH) -> int:
-    chars_per_line = width // 7
-    lines = sum(max(1, -(-len(paragraph) // chars_per_line)) for paragraph in text.split("\n"))
-    return 20 * lines + 30
+def node_size(node_type: str, definition: dict, inputs: dict | None = None, title: str = "") -> tuple[int, int]:
+    """A size that fits what the page draws in the node: its title, sockets, every widget's label and value
+    uncut, and previews or text boxes."""
+    from workflow_format import CONTROL, UPLOAD, _is_widget, frontend_widgets
+
+    inputs = inputs or {}
+    specs = {name: spec for kind in ("required", "optional") for name, spec in definition["input"].get(kind, {}).items()}
+    sockets = [name for name, spec in specs.items() if not _is_widget(spec)]
+    widgets = frontend_widgets(definition)
+    rows = max(len(sockets), len(definition["output"]))
+    height = max(TALL.get(node_type, 0), 20 * rows + 24 * len(widgets) + 16)
+    texts = []
+    for name, kind in widgets:
+        if kind == CONTROL:
+            texts.append("control after generate" + "randomize")
+        elif kind == UPLOAD:
+            texts.append("choose file to upload")
+        else:
+            texts.append(name + _shown(inputs.get(name, "")))
+    slots = max(map(len, sockets), default=0) + max(map(len, definition["output_name"]), default=0)
+    width = max(
+        MIN_WIDTH,
+        TITLE_CHROME + TITLE_CHAR * len(title or node_type),
+        SLOT_CHROME + SLOT_CHAR * slots,
+        *(WIDGET_CHROME + WIDGET_CHAR * len(text) for text in texts),
+    )
+    return int(-(-width // 10) * 10), int(height)
+
+
+def note_size(text: str, title: str, width: int) -> tuple[int, int]:
+    """A note as wide as its column (or its title), tall enough that its text box never scrolls."""
+    import textwrap
+
+    width = max(width, int(-(-(TITLE_CHROME + TITLE_CHAR * len(title)) // 10) * 10))
+    chars = int((width - 24) // NOTE_CHAR)
+    lines = sum(max(1, len(textwrap.wrap(paragraph, chars))) for paragraph in text.split("\n"))
+    return width, max(NOTE_MIN_HEIGHT, NOTE_CHROME + NOTE_LINE * lines)
+
+
+def fit_scale(ui: dict, viewport: tuple[int, int] = VIEWPORT) -> float:
+    """The zoom at which the page shows the whole template when it opens it (fitToBounds of the nodes' box)."""
+    from workflow_format import bounding_box
+
+    boxes = [bounding_box(node) for node in ui["nodes"]]
+    width = max(b[2] for b in boxes) - min(b[0] for b in boxes) + 2 * FIT_PADDING
+    height = max(b[3] for b in boxes) - min(b[1] for b in boxes) + 2 * FIT_PADDING
+    return FIT_ZOOM * min(viewport[0] / max(width, 300), viewport[1] / max(height, 300))
 
 
 def layout(example: Example, definitions: dict) -> dict:
-    """Columns left to right, one group per stage with its note on top; nothing overlaps."""
+    """One group per stage, its note on top of its first column; groups side by side, or stacked where the
+    example says so; nothing overlaps."""
     from workflow_format import TITLE_HEIGHT
+
+    def size(node_id):
+        node = example.api[node_id]
+        return node_size(node["class_type"], definitions[node["class_type"]], node["inputs"], example.titles.get(node_id, ""))
 
     positions, sizes, groups, notes = {}, {}, [], []
     next_id = max(int(k) for k in example.api) + 1
     x = 0
-    for index, (title, text, columns) in enumerate(example.stages):
-        group_x = x
-        top = GROUP_TITLE + TITLE_HEIGHT
-        note_id = next_id
-        next_id += 1
-        height = note_height(text)
-        notes.append({
-            "id": note_id, "type": "Note", "pos": [x + GROUP_PADDING, top], "size": [NOTE_WIDTH, height], "flags": {},
-            "mode": 0, "inputs": [], "outputs": [], "title": f"About: {title.split('. ', 1)[-1]}",
-            "properties": {"text": ""}, "widgets_values": [text], "color": "#432", "bgcolor": "#653",
-        })
-        bottom = top + height
-        column_y = top + height + ROW_GAP + TITLE_HEIGHT
-        stage_width = NOTE_WIDTH + 2 * GROUP_PADDING
-        column_x = x + GROUP_PADDING
-        for column in columns:
-            y = column_y
-            width = max(node_size(example.api[i]["class_type"], definitions[example.api[i]["class_type"]])[0] for i in column)
-            for node_id in column:
-                w, h = node_size(example.api[node_id]["class_type"], definitions[example.api[node_id]["class_type"]])
-                positions[node_id], sizes[node_id] = (column_x, y), (width, h)
-                bottom = max(bottom, y + h)
-                y += h + ROW_GAP + TITLE_HEIGHT
-            column_x += width + COLUMN_GAP // 2
-        stage_width = max(stage_width, column_x - COLUMN_GAP // 2 - x + GROUP_PADDING)
-        groups.append({
-            "id": index + 1, "title": title, "bounding": [group_x, 0, stage_width, bottom + GROUP_PADDING],
-            "color": GROUP_COLOURS[index % len(GROUP_COLOURS)], "font_size": 24, "flags": {},
-        })
-        x += stage_width + COLUMN_GAP
+    for stacked in example.stack or [[i] for i in range(len(example.stages))]:
+        y = 0
+        stack_width = 0
+        for index in stacked:
+            title, text, columns = example.stages[index]
+            top = y + GROUP_TITLE + TITLE_HEIGHT
+            column_x = x + GROUP_PADDING
+            bottom = top
+            for number, column in enumerate(columns):
+                width = max(size(i)[0] for i in column)
+                column_y = top
+                if number == 0:
+                    note_title = f"About: {title.split('. ', 1)[-1].split(':')[0]}"
+                    note_w, note_h = note_size(text, note_title, width)
+                    width = max(width, note_w)
+                    notes.append({
+                        "id": next_id, "type": "Note", "pos": [column_x, top], "size": [width, note_h], "flags": {},
+                        "mode": 0, "inputs": [], "outputs": [], "title": note_title, "properties": {"text": ""},
+                        "widgets_values": [text], "color": "#432", "bgcolor": "#653",
+                    })
+                    next_id += 1
+                    column_y = top + note_h + ROW_GAP + TITLE_HEIGHT
+                for node_id in column:
+                    positions[node_id], sizes[node_id] = (column_x, column_y), (width, size(node_id)[1])
+                    bottom = max(bottom, column_y + sizes[node_id][1])
+                    column_y += sizes[node_id][1] + ROW_GAP + TITLE_HEIGHT
+                column_x += width + COLUMN_GAP
+            group_width = max(column_x - COLUMN_GAP + GROUP_PADDING - x, GROUP_TITLE_CHROME + GROUP_TITLE_CHAR * len(title))
+            groups.append({
+                "id": index + 1, "title": title, "bounding": [x, y, group_width, bottom + GROUP_PADDING - y],
+                "color": GROUP_COLOURS[index % len(GROUP_COLOURS)], "font_size": 24, "flags": {},
+            })
+            stack_width = max(stack_width, group_width)
+            y = bottom + GROUP_PADDING + GROUP_GAP
+        x += stack_width + GROUP_GAP
+    groups.sort(key=lambda g: g["id"])
     return {
         "positions": positions, "sizes": sizes, "titles": example.titles, "groups": groups, "extra_nodes": notes,
         "properties": {node_id: {"models": models} for node_id, models in example.models.items()},
@@ -450,12 +570,15 @@ def main() -> None:
         example = build()
         definitions = host_definitions(comfy_nodes.NODE_CLASS_MAPPINGS, {n["class_type"] for n in example.api.values()})
         ui = api_to_ui(example.api, definitions, layout(example, definitions))
-        (WORKFLOWS / f"{name}.json").write_text(json.dumps(ui, indent=2) + "\n")
-        (API_WORKFLOWS / f"{name}.api.json").write_text(json.dumps(with_titles(example.api, example.titles), indent=2) + "\n")
-        print(f"wrote workflows/{name}.json and workflows/api/{name}.api.json")
+        template_path(name).write_text(json.dumps(ui, indent=2) + "\n")
+        api_path(name).write_text(json.dumps(with_titles(example.api, example.titles), indent=2) + "\n")
+        print(f"wrote {template_path(name).relative_to(REPO)} and {api_path(name).relative_to(REPO)} (fits a "
+              f"{VIEWPORT[0]}x{VIEWPORT[1]} window at zoom {fit_scale(ui):.2f})")
     write_example_inputs()
-    for path in write_thumbnails():
-        print(f"wrote {path.relative_to(REPO)}")
+    with tempfile.TemporaryDirectory() as folder:  # example_assets names the thumbnails after the graphs
+        for path in write_thumbnails(Path(folder)):
+            shutil.move(path, template_path(path.stem, ".jpg"))
+            print(f"wrote {template_path(path.stem, '.jpg').relative_to(REPO)}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ NAMES = sorted(build_workflows.GRAPHS)
 
 
 def load(name, api=True):
-    path = WORKFLOWS / "api" / f"{name}.api.json" if api else WORKFLOWS / f"{name}.json"
+    path = build_workflows.api_path(name) if api else build_workflows.template_path(name)
     return json.loads(path.read_text())
 
 
@@ -109,6 +109,31 @@ def test_a_person_can_read_the_graph(name):
         assert len(inside) == 1, f"node {node['id']} ({node.get('title')}) lies in {len(inside)} groups"
     for note in notes:
         assert len(note["widgets_values"][0]) > 150, "a note says which knobs matter"
+
+
+def test_template_names_are_numbered_one_line_descriptions():
+    """The template browser shows a pack's template as its file name only (title, and in frontend 1.32.9 the name
+    with spaces as the card's second line) and cannot be told an order: the names say what each one does, are
+    numbered in the order to read them (the main transfer first), fit one line of a card, and are the only
+    templates in workflows/."""
+    files = build_workflows.TEMPLATE_FILES
+    assert set(files) == set(NAMES)
+    ordered = sorted(files.values())
+    assert ordered[0] == files["eye_for_eye_transfer"]
+    assert [f.split("_", 1)[0] for f in ordered] == [str(i) for i in range(1, len(files) + 1)]
+    for file in ordered:
+        assert len(file) <= 34 and len(file.split("_")) >= 4 and file == file.lower(), file
+    assert sorted(p.stem for p in WORKFLOWS.glob("*.json")) == ordered
+    assert sorted(p.stem for p in WORKFLOWS.glob("*.jpg")) == ordered
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_opened_template_fits_the_window_at_a_zoom_where_text_is_drawn(name):
+    """Both frontends fit a template opened from the browser to the window (1.58.1 always, 1.32.9 when the file
+    has no saved view): at 1600x1000 that zoom is at least the one from which the canvas draws node text."""
+    ui = load(name, api=False)
+    assert "ds" not in ui["extra"], "1.58.1 ignores a template's saved view; both frontends fit it"
+    assert build_workflows.fit_scale(ui) >= build_workflows.FIT_GOAL > build_workflows.READABLE_SCALE
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -244,11 +269,11 @@ def test_the_template_browser_lists_only_the_ui_workflows_each_with_a_thumbnail(
 
     pack = Path(server.base / "custom_nodes" / "eye_for_eye").name
     _, body = _get(server.url + "/workflow_templates")
-    assert sorted(json.loads(body)[pack]) == NAMES
-    for name in NAMES:
-        _, body = _get(f"{server.url}/api/workflow_templates/{pack}/{name}.json")
+    assert sorted(json.loads(body)[pack]) == sorted(build_workflows.TEMPLATE_FILES.values())
+    for file in build_workflows.TEMPLATE_FILES.values():
+        _, body = _get(f"{server.url}/api/workflow_templates/{pack}/{file}.json")
         workflow = json.loads(body)
-        assert workflow["version"] and workflow["nodes"] and "links" in workflow, f"{name} is not UI format"
-        content_type, body = _get(f"{server.url}/api/workflow_templates/{pack}/{name}.jpg")
+        assert workflow["version"] and workflow["nodes"] and "links" in workflow, f"{file} is not UI format"
+        content_type, body = _get(f"{server.url}/api/workflow_templates/{pack}/{file}.jpg")
         assert content_type == "image/jpeg"
         assert Image.open(io.BytesIO(body)).format == "JPEG" and len(body) < 40_000
