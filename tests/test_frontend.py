@@ -1,14 +1,27 @@
-"""Every shipped workflow in the real ComfyUI web page: the frontend that ships with the host, served by the real
-server, in Debian's headless Chromium (see ../shared docs/frontend.md for the facts this relies on).
+"""Every shipped workflow in the real ComfyUI web page, on two frontends: the one the host pins
+(comfyui-frontend-package 1.32.9) and the newest on PyPI (scripts/browser.py NEWEST_FRONTEND, unpacked by
+`make frontends` and served with --front-end-root). The real server, Debian's headless Chromium (see ../shared
+docs/frontend.md for the facts this relies on).
 
-For each template: it loads with no missing node types and no node errors, the page names the models it
-needs (missing-model dialog: the checkpoint, and the ControlNet of the composition example), nothing overlaps as the page lays the nodes out, the prompt the page builds
-(`app.graphToPrompt()`) equals the shipped API prompt input by input, and, queued from the page (on the tiny
-checkpoint, with fewer steps), it completes. A screenshot of each is kept in output/frontend/.
+- The template browser lists the templates by their numbered file names (all a pack's card shows), the main
+  transfer first in the page's Alphabetical sort, each name one line on its card.
+- A template opened from the browser is fitted to the 1600x1000 window at a zoom where the canvas draws node text,
+  with every node in view; no node is smaller than the page computes it, no widget label or value and no title is
+  cut, no note scrolls.
+- Loaded, it has no missing node types and no node errors, the page names the models to download (1.32.9: the
+  missing-models dialog; 1.58.1: the Issues panel behind a warning that names the missing file or says "N issues
+  found"), nothing overlaps, and the prompt
+  the page builds (`app.graphToPrompt()`) equals the shipped API prompt input by input.
+- Queued from the page (on the tiny checkpoint, with fewer steps) it completes: every template on the pinned
+  frontend, the main transfer on the newest (to keep the suite short).
+- A fresh Invert or Extract Features node's seed control is "fixed" (1.58.1; 1.32.9 cannot be told, see
+  nodes/invert.py).
 
+A screenshot of each template as it opens is kept in output/frontend/<version>/.
 Skipped when no Chromium is installed (`.ci/run` installs it; locally: apt-get install chromium).
 """
 
+import importlib.metadata
 import json
 import os
 import sys
@@ -22,16 +35,20 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
 import build_workflows  # noqa: E402
-from browser import Browser, find_chromium  # noqa: E402
+from browser import NEWEST_FRONTEND, Browser, find_chromium, frontend_root  # noqa: E402
 from run_workflow import start_server  # noqa: E402
 from tiny_adapters import CONTROLNET_NAME, LORA_NAME, write_tiny_adapters  # noqa: E402
 from tiny_checkpoint import CHECKPOINT_NAME, write_demo_images, write_tiny_sd15_checkpoint, write_two_object_images  # noqa: E402
 
-if find_chromium() is None and os.environ.get("E4E_REQUIRE_BROWSER"):
+REQUIRE = bool(os.environ.get("E4E_REQUIRE_BROWSER"))
+if find_chromium() is None and REQUIRE:
     raise RuntimeError("E4E_REQUIRE_BROWSER is set but no Chromium is installed (apt-get install chromium)")
 pytestmark = pytest.mark.skipif(find_chromium() is None, reason="no Chromium (apt-get install chromium)")
 
+PINNED_FRONTEND = importlib.metadata.version("comfyui-frontend-package")  # the host's (requirements-host.txt)
+FRONTENDS = [PINNED_FRONTEND, NEWEST_FRONTEND]
 NAMES = sorted(build_workflows.GRAPHS)
+MAIN = "eye_for_eye_transfer"
 SCREENSHOTS = REPO / "output" / "frontend"
 # Messages the page logs on this closed network that say nothing about our workflows (frontend.md).
 HARMLESS = ("user.css", "favicon", "comfy.templates.json", "/api/userdata", "Content Security Policy", "api.comfy.org",
@@ -48,6 +65,8 @@ QUICK = {
     "LoraLoaderModelOnly": {"lora_name": LORA_NAME},
     "ControlNetLoader": {"control_net_name": CONTROLNET_NAME},
 }
+
+STORE = "document.querySelector('#vue-app').__vue_app__.config.globalProperties.$pinia._s.get({!r})"
 
 
 def _get_json(url, tries=10):
@@ -67,9 +86,24 @@ def _post_json(url, data):
         return response.read()
 
 
-@pytest.fixture(scope="module")
-def page():
-    with start_server("frontend-base", timeout=600) as server:
+def _frontend_args(version):
+    if version == PINNED_FRONTEND:
+        return []
+    root = frontend_root(version)
+    if not (root / "index.html").is_file():
+        message = f"frontend {version} is not unpacked at {root}: run `make frontends`"
+        if REQUIRE:
+            raise RuntimeError(message)
+        pytest.skip(message)
+    return ["--front-end-root", str(root)]
+
+
+@pytest.fixture(scope="module", params=FRONTENDS)
+def page(request):
+    """(server, browser, frontend version): the real server serving one frontend, and the page open in Chromium."""
+    version = request.param
+    extra = _frontend_args(version)
+    with start_server(f"frontend-base-{version}", extra_args=extra, timeout=600) as server:
         base = server.base
         write_tiny_sd15_checkpoint(base / "models" / "checkpoints" / CHECKPOINT_NAME)
         write_demo_images(base / "input")
@@ -88,39 +122,172 @@ def page():
                                          "vue: !!(window.app && app.vueAppReady), types: window.LiteGraph ? "
                                          "Object.keys(LiteGraph.registered_node_types).length : 0, url: location.href})")
                 raise TimeoutError(f"the page never got ready: {state}; events: {browser.events[-10:]}") from None
+            assert browser.evaluate("window.__COMFYUI_FRONTEND_VERSION__") == version
             browser.evaluate("""(() => {
                 window.__e4e = {missingNodes: [], missingModels: []};
                 app.showMissingNodesError = (types) => { window.__e4e.missingNodes.push(...types); };
                 app.showMissingModelsError = (models) => { window.__e4e.missingModels.push(...models.map(m => m.name)); };
                 return true; })()""")
-            yield server, browser
+            yield server, browser, version
 
 
 def load_in_page(browser, name):
-    ui = json.loads((REPO / "workflows" / f"{name}.json").read_text())
+    ui = json.loads(build_workflows.template_path(name).read_text())
     browser.evaluate("window.__e4e.missingNodes = []; window.__e4e.missingModels = []; true")
     browser.evaluate(f"(async () => {{ await app.loadGraphData({json.dumps(ui)}, true, true, {json.dumps(name)}); return true; }})()")
     return ui
 
 
+def close_dialogs(browser):
+    browser.evaluate(f"(() => {{ const d = {STORE.format('dialog')}; for (let i = 0; i < 5 && d.dialogStack.length; i++) "
+                     "d.closeDialog(); return !d.dialogStack.length; })()")
+
+
+def template_cards(browser, files):
+    """Open the template browser; returns its cards of our templates in page order: [title, second line or None, clamped]."""
+    close_dialogs(browser)
+    browser.evaluate("(async () => { await app.extensionManager.command.execute('Comfy.BrowseTemplates'); return true; })()")
+    cards = f"""[...document.querySelectorAll('[role=dialog] h3')].filter(h => {json.dumps(sorted(files))}.includes(h.textContent.trim()))"""
+    browser.wait_for(f"{cards}.length === {len(files)}", timeout=60)
+    return browser.evaluate(f"""{cards}.map(h => {{
+        const line = h.parentElement.querySelector('p');
+        return [h.textContent.trim(), line ? line.textContent.trim() : null, h.scrollWidth > h.clientWidth + 1]; }})""")
+
+
+def open_from_template_browser(browser, name):
+    """Click the template's card, as a user does, and wait until the page has drawn it."""
+    file = build_workflows.TEMPLATE_FILES[name]
+    template_cards(browser, [file])
+    browser.evaluate(f"""(() => {{ [...document.querySelectorAll('[role=dialog] h3')]
+        .find(h => h.textContent.trim() === {json.dumps(file)}).click(); return true; }})()""")
+    count = len(json.loads(build_workflows.template_path(name).read_text())["nodes"])
+    browser.wait_for(f"app.graph.nodes.length === {count} && ![...document.querySelectorAll('[role=dialog] h3')]"
+                     f".some(h => h.textContent.trim() === {json.dumps(file)})", timeout=60)
+    browser.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))")
+    time.sleep(0.5)
+
+
+def test_template_browser_lists_the_templates_numbered_with_their_descriptions(page):
+    """What the browser shows of a pack's template is its file name: the title, and in 1.32.9 the card's second line
+    with spaces for `_`. The page keeps the server's order by default (directory order, which a pack cannot set);
+    its Alphabetical sort, and the server on a file system that lists names sorted (Windows), put 1_... first."""
+    server, browser, version = page
+    files = sorted(build_workflows.TEMPLATE_FILES.values())
+    pack = "eye_for_eye"
+    listed = _get_json(server.url + "/workflow_templates")[pack]
+    assert sorted(listed) == files
+    shown = browser.evaluate(f"""(async () => {{ const s = {STORE.format('workflowTemplates')}; await s.loadWorkflowTemplates();
+        return s.enhancedTemplates.filter(t => t.sourceModule === {json.dumps(pack)}).map(t => [t.name, t.title, t.description]); }})()""")
+    assert shown == [[f, f, f] for f in listed], "the page keeps the server's order and shows the file name"
+
+    setting = "app.extensionManager.setting"
+    before = browser.evaluate(f"{setting}.get('Comfy.Templates.SortBy')")
+    browser.evaluate(f"(async () => {{ await {setting}.set('Comfy.Templates.SortBy', 'alphabetical'); return true; }})()")
+    try:
+        cards = template_cards(browser, files)
+    finally:
+        close_dialogs(browser)
+        browser.evaluate(f"(async () => {{ await {setting}.set('Comfy.Templates.SortBy', {json.dumps(before)}); return true; }})()")
+    assert [title for title, _, _ in cards] == files
+    assert cards[0][0] == build_workflows.TEMPLATE_FILES[MAIN]
+    assert not [title for title, _, clamped in cards if clamped], "a title does not fit one line of its card"
+    if version == PINNED_FRONTEND:
+        assert [line for _, line, _ in cards] == [f.replace("_", " ") for f in files]
+
+
+# Draws every node at zoom 1 and records what it cuts: widget labels and values (BaseWidget.drawTruncatingText,
+# the same rule in both frontends), titles (drawn 2 title heights narrower than the node), and notes whose text box
+# would scroll. Also: nodes saved smaller than the page computes them.
+CUT_TEXT = """(async () => {
+    const nodes = app.graph.nodes, saved = %s, cut = [];
+    const loaders = nodes.filter(n => n.type === 'LoadImage' || n.type === 'LoadImageMask');
+    for (let i = 0; i < 100 && !loaders.every(n => n.imgs && n.imgs.length && n.imgs[0].complete); i++)
+        await new Promise(r => setTimeout(r, 100));  // the image previews grow what the page computes
+    for (const n of nodes) {
+        const c = n.computeSize(), s = saved[String(n.id)];
+        if (s[0] < c[0] || s[1] < c[1]) cut.push(`${n.id} ${n.type}: saved ${s} < computed ${c.map(Math.round)}`);
+        const ctx = app.canvas.ctx; ctx.save(); ctx.font = n.titleFontStyle;
+        const title = ctx.measureText(n.title).width; ctx.restore();
+        if (title > n.size[0] - 2 * LiteGraph.NODE_TITLE_HEIGHT) cut.push(`${n.id} title "${n.title}"`);
+    }
+    const widget = nodes.flatMap(n => n.widgets || [])[0];
+    let base = Object.getPrototypeOf(widget);
+    while (!Object.prototype.hasOwnProperty.call(base, 'drawTruncatingText')) base = Object.getPrototypeOf(base);
+    const draw = base.drawTruncatingText;
+    base.drawTruncatingText = function (o) {
+        const margin = this.constructor.margin, gap = this.constructor.labelValueGap;
+        const room = o.width - (margin * 2 + (o.leftPadding ?? 5)) - 2 * margin - (o.rightPadding ?? 20);
+        const need = o.ctx.measureText(this.displayName).width + gap + o.ctx.measureText(this._displayValue).width;
+        if (need > room) cut.push(`widget ${this.name} = "${this._displayValue}" needs ${Math.ceil(need - room)} more`);
+        return draw.call(this, o);
+    };
+    try {
+        for (const n of nodes) {
+            app.canvas.ds.scale = 1; app.canvas.ds.offset = [20 - n.pos[0], 60 - n.pos[1]];
+            app.canvas.draw(true, true);
+            if (n.type === 'Note') {
+                await new Promise(r => setTimeout(r, 50));
+                const box = n.widgets[0].element || n.widgets[0].inputEl, height = box.style.height, shown = box.clientHeight;
+                box.style.height = '1px'; const text = box.scrollHeight; box.style.height = height;
+                if (text > shown) cut.push(`note ${n.id} scrolls: ${text} > ${shown}`);
+            }
+        }
+    } finally { base.drawTruncatingText = draw; }
+    return [...new Set(cut)];
+})()"""
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_opened_template_is_readable(page, name):
+    """Opened from the template browser, the page fits the template to the window at a zoom where node text is
+    drawn (MinFontSizeForLOD 8 / NODE_TEXT_SIZE 14), every node in view; nothing is cut at the saved sizes."""
+    server, browser, version = page
+    open_from_template_browser(browser, name)
+    scale, low_quality = browser.evaluate("[app.canvas.ds.scale, app.canvas.low_quality]")
+    browser.screenshot(SCREENSHOTS / version / f"{build_workflows.TEMPLATE_FILES[name]}.png")
+    assert scale >= build_workflows.READABLE_SCALE and not low_quality, f"opens at zoom {scale:.3f}: nodes without text"
+    outside = browser.evaluate("""(() => { const ds = app.canvas.ds, c = app.canvas.canvas, dpr = window.devicePixelRatio || 1;
+        const [w, h] = [c.width / dpr, c.height / dpr];
+        return app.graph.nodes.filter(n => { const x0 = (n.pos[0] + ds.offset[0]) * ds.scale,
+            y0 = (n.pos[1] - LiteGraph.NODE_TITLE_HEIGHT + ds.offset[1]) * ds.scale,
+            x1 = (n.pos[0] + n.size[0] + ds.offset[0]) * ds.scale, y1 = (n.pos[1] + n.size[1] + ds.offset[1]) * ds.scale;
+            return x0 < 0 || y0 < 0 || x1 > w || y1 > h; }).map(n => n.title); })()""")
+    assert not outside, f"outside the window as the template opens: {outside}"
+    ui = json.loads(build_workflows.template_path(name).read_text())
+    saved = {str(n["id"]): n["size"] for n in ui["nodes"]}
+    assert browser.evaluate(CUT_TEXT % json.dumps(saved)) == []
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_workflow_in_the_real_page(page, name):
-    server, browser = page
+    server, browser, version = page
     ui = load_in_page(browser, name)
-    api = json.loads((REPO / "workflows" / "api" / f"{name}.api.json").read_text())
+    api = json.loads(build_workflows.api_path(name).read_text())
 
-    # 1. no missing node types, no node errors, and the page names the checkpoint to download
+    # 1. no missing node types, no node errors, and the page names the models to download
     types = {n["type"] for n in ui["nodes"]}
     registered = browser.evaluate(f"{json.dumps(sorted(types))}.filter(t => t in LiteGraph.registered_node_types)")
     assert sorted(registered) == sorted(types)
     assert browser.evaluate("window.__e4e.missingNodes") == []
-    assert browser.evaluate("app.graph.nodes.filter(n => n.has_errors).map(n => n.type)") == []
+    with_errors = browser.evaluate("app.graph.nodes.filter(n => n.has_errors).map(n => String(n.id))")
     assert not browser.evaluate("document.body.innerText.includes('Invalid workflow')"), "the frontend's schema refuses the file"
     downloads = [m["name"] for n in ui["nodes"] for m in n.get("properties", {}).get("models", [])]
     assert build_workflows.SD15_CHECKPOINT in downloads
-    assert browser.evaluate("window.__e4e.missingModels") == downloads
+    if version == PINNED_FRONTEND:  # the missing-models dialog
+        assert browser.evaluate("window.__e4e.missingModels") == downloads
+        assert with_errors == []
+    else:  # a notice whose View details opens the Issues panel: the missing models (placeholders without a download)
+        placeholders = [v for n in ui["nodes"] for v in n["widgets_values"] if v in build_workflows.PLACEHOLDERS]
+        missing = browser.wait_for(f"(() => {{ const m = {STORE.format('missingModel')}.missingModelCandidates; "
+                                   "return m && m.length && m.map(c => [c.name, c.url || null, String(c.nodeId)]); })()", timeout=30)
+        assert sorted(n for n, url, _ in missing if url) == sorted(downloads)
+        assert sorted(n for n, url, _ in missing if not url) == sorted(placeholders)
+        assert set(with_errors) <= {node for _, _, node in missing}, "only the loaders of missing models are marked"
+        notice = (f"(/\\d+ (issues? found|required models? (is|are) missing)/.test(document.body.innerText) || "
+                  f"document.body.innerText.includes({json.dumps(missing[0][0] + ' is missing')}))")
+        browser.wait_for(notice + " && document.body.innerText.includes('View details')", timeout=30)
 
-    # 2. nothing overlaps as the page sizes the nodes (it grows a node that is too small for its content)
+    # 2. nothing overlaps as the page sizes the nodes
     boxes = browser.evaluate("app.graph.nodes.map(n => [n.id, n.pos[0], n.pos[1] - LiteGraph.NODE_TITLE_HEIGHT, "
                              "n.pos[0] + n.size[0], n.pos[1] + n.size[1]])")
     overlaps = [(a[0], b[0]) for i, a in enumerate(boxes) for b in boxes[i + 1:]
@@ -137,12 +304,17 @@ def test_workflow_in_the_real_page(page, name):
     assert not differences, "\n".join(differences)
     assert all(output[i]["class_type"] == api[i]["class_type"] for i in api)
 
-    # 4. a screenshot of the graph as shipped, at a zoom where node text is drawn
-    browser.evaluate("app.canvas.ds.scale = 0.7; app.canvas.ds.offset = [10, 10]; app.canvas.setDirty(true, true); true")
-    time.sleep(0.5)
-    browser.screenshot(SCREENSHOTS / f"{name}.png")
+    errors = [e["text"] for e in browser.events if e["kind"] == "pageerror" and not any(h in e["text"] for h in HARMLESS)]
+    assert not errors, errors
 
-    # 5. queued from the page (tiny checkpoint, fewer steps), it completes and saves its images
+
+@pytest.mark.parametrize("name", NAMES)
+def test_queued_from_the_page_it_completes(page, name):
+    """On the tiny checkpoint with fewer steps; on the newest frontend the main transfer only (suite time)."""
+    server, browser, version = page
+    if version != PINNED_FRONTEND and name != MAIN:
+        pytest.skip(f"frontend {version}: one run from the page (the main transfer) keeps the suite short")
+    load_in_page(browser, name)
     browser.evaluate(f"""(() => {{
         const quick = {json.dumps(QUICK)};
         for (const node of app.graph.nodes) for (const [k, v] of Object.entries(quick[node.type] || {{}})) {{
@@ -163,5 +335,17 @@ def test_workflow_in_the_real_page(page, name):
     saved = [image for out in entry["outputs"].values() for image in out.get("images", []) if image.get("type") == "output"]
     assert saved, "the workflow saved no image"
 
-    errors = [e["text"] for e in browser.events if e["kind"] == "pageerror" and not any(h in e["text"] for h in HARMLESS)]
-    assert not errors, errors
+
+def test_a_fresh_node_keeps_its_seed(request, page):
+    """Invert's and Extract Features' seed controls start at "fixed" (re-runs reuse the cached inversion): the node
+    definition says control_after_generate="fixed", which frontend 1.58.1 reads as the control's mode
+    (useIntWidget.ts). 1.32.9 starts every seed control at "randomize" (useIntWidget.ts) and reads a string there as
+    the control widget's name (widgets.ts addValueControlWidget), so it cannot be told."""
+    server, browser, version = page
+    if version == "1.32.9":
+        request.applymarker(pytest.mark.xfail(strict=True, reason="frontend 1.32.9 starts every seed control at 'randomize'"))
+    modes = browser.evaluate("""(() => ['E4E_Invert', 'E4E_ExtractFeatures'].map(type => {
+        const node = LiteGraph.createNode(type); app.graph.add(node);
+        const mode = node.widgets.find(w => w.name === 'seed').linkedWidgets[0].value;
+        app.graph.remove(node); return mode; }))()""")
+    assert modes == ["fixed", "fixed"]
