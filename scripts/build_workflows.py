@@ -93,8 +93,9 @@ NOTE_LINE = 12
 NOTE_CHROME = 36
 NOTE_MIN_HEIGHT = 90
 
-# Heights (canvas units) of nodes whose content is larger than their sockets and widgets suggest: image previews
-# and text boxes; and the least width of a node.
+# Heights (canvas units) of nodes whose content is larger than their sockets and widgets suggest: text boxes, and
+# image previews (once an image is loaded, or after a run for SaveImage, the page adds a preview widget at least
+# 220 tall and grows a smaller node over the one below it); and the least width of a node.
 TALL = {"CLIPTextEncode": 100, "LoadImage": 330, "LoadImageMask": 330, "SaveImage": 290}
 MIN_WIDTH = 260
 
