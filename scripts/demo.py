@@ -68,7 +68,7 @@ def prompts(base: Path, args) -> tuple[dict, dict, list[Path]]:
         from quality.demo_graph import inspection_prompt, transfer_prompt, write_creature_inputs
 
         print("No CKPT: transferring between two creatures on the tiny creature model shipped in tests/assets "
-              "(trained here; see README 'Quality'). Give CKPT=... TARGET=... REFERENCE=... for Stable Diffusion.")
+              "(trained here; see docs/quality.md). Give CKPT=... TARGET=... REFERENCE=... for Stable Diffusion.")
         names = write_creature_inputs(base / "input")
         inputs = [base / "input" / names["target"], base / "input" / names["reference"]]
         return transfer_prompt(names), inspection_prompt(names), inputs

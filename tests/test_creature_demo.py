@@ -46,7 +46,7 @@ def test_creature_transfer_keeps_the_target_and_changes_its_colours(demo_server)
     target, reference = draw_creatures(1, generator, flip=False), draw_creatures(1, generator, flip=False)
     scores = benchmark.summarise(benchmark.metrics(result[None], target, reference))
     assert scores["silhouette_iou"] >= 0.85 and scores["background_delta_e"] <= 5, scores  # the target's structure
-    # the creature's colours moved towards the reference's (part by part they do not yet: README, "Quality")
+    # the creature's colours moved towards the reference's (part by part they do not yet: docs/quality.md)
     unchanged = benchmark.summarise(benchmark.metrics(target.images, target, reference))
     assert scores["part_delta_e"] < unchanged["part_delta_e"] - 5, (scores, unchanged)
 
