@@ -14,8 +14,8 @@ venv: $(STAMP)
 FRONTENDS_STAMP := $(VENV)/frontends/.installed
 frontends: $(FRONTENDS_STAMP)
 
-$(FRONTENDS_STAMP): $(STAMP) scripts/browser.py
-	$(PY) scripts/browser.py install-frontend
+$(FRONTENDS_STAMP): $(STAMP) tests/support/browser.py
+	$(PY) tests/support/browser.py install-frontend
 	touch $@
 
 $(STAMP): requirements-host.txt
@@ -37,7 +37,7 @@ test: venv frontends
 # Regenerate the example workflows after changing a node: UI-format templates in workflows/ (with their .jpg
 # thumbnails), API-format prompts in workflows/api/, and the example images and masks in example_inputs/.
 workflows: venv
-	$(PY) scripts/build_workflows.py
+	$(PY) workflow_builder/build_workflows.py
 
 # Speed and memory of the transfer against baselines timed in the same run (writes bench-results.json;
 # about 10 minutes on 2 idle CPU cores; BENCH_ARGS=--quick for a smoke run).

@@ -43,6 +43,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "tests" / "support"))  # seeded_init
 
 from core.matching import nearest_reference_index  # noqa: E402
 from core.schedule import Phase, TransferSchedule  # noqa: E402

@@ -50,6 +50,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "tests" / "support"))  # seeded_init
 
 from quality import creature_model as cm  # noqa: E402
 from quality.creatures import draw_creatures  # noqa: E402

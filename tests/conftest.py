@@ -11,6 +11,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "support"))  # tiny models and checkpoints, the browser driver
+sys.path.insert(0, str(REPO / "workflow_builder"))  # the templates' builder
 
 from comfy_host import load_host_with_pack  # noqa: E402
 

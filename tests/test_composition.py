@@ -1,5 +1,5 @@
 """The composition workflow (LoRA + FreeU before the inversions, ControlNet guiding the sampling) in the real
-ComfyUI server, on the tiny checkpoint and the tiny LoRA and ControlNet (scripts/tiny_adapters.py).
+ComfyUI server, on the tiny checkpoint and the tiny LoRA and ControlNet (tests/support/tiny_adapters.py).
 
 Both patch orders complete; each ingredient changes the pixels; the pack accepts one patched model feeding
 both Invert nodes and Apply, and refuses an inversion made with the unpatched model.

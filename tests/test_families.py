@@ -1,6 +1,6 @@
 """Model families end to end through the real ComfyUI server: SD2.x with v-prediction, SDXL, and a refused SD3.
 
-The models are tiny random-weight files (scripts/tiny_families.py) that ComfyUI's stock loaders detect as the
+The models are tiny random-weight files (tests/support/tiny_families.py) that ComfyUI's stock loaders detect as the
 family: UNETLoader from models/diffusion_models, VAELoader's "taesd" / "taesdxl" (TAESD-shaped files in
 models/vae_approx), DualCLIPLoader (type sdxl) for SDXL's full-size CLIP-L + CLIP-G, and the stock
 LotusConditioning node for SD2's [1, 77, 1024] conditioning (no text encoder needed). The transfer graph is the

@@ -1,5 +1,5 @@
 """Every shipped workflow in the real ComfyUI web page, on two frontends: the one the host pins
-(comfyui-frontend-package 1.32.9) and the newest on PyPI (scripts/browser.py NEWEST_FRONTEND, unpacked by
+(comfyui-frontend-package 1.32.9) and the newest on PyPI (tests/support/browser.py NEWEST_FRONTEND, unpacked by
 `make frontends` and served with --front-end-root). The real server, Debian's headless Chromium (see ../shared
 docs/frontend.md for the facts this relies on).
 

@@ -92,3 +92,19 @@ def test_pyproject_is_registry_ready_as_the_hosts_own_parser_reads_it(host):
     assert width <= 800 and height <= 400
     requirements = [line for line in (REPO / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")]
     assert sorted(requirements) == sorted(raw["project"]["dependencies"])
+
+
+def test_scripts_holds_only_what_a_person_runs():
+    """scripts/ holds the entry points a person runs and what they import; test support and builders live elsewhere."""
+    scripts = REPO / "scripts"
+    modules = {path.stem: path.read_text() for path in scripts.glob("*.py")}
+    entry_points = {"demo", "serve", "run_workflow"}  # make demo; a headless server with the pack; queue an API prompt
+    assert entry_points <= set(modules) and all('if __name__ == "__main__"' in modules[e] for e in entry_points)
+    needed, todo = set(entry_points), list(entry_points)
+    while todo:
+        text = modules[todo.pop()]
+        for name in modules:
+            if name not in needed and (f"from {name} import" in text or f"import {name}\n" in text):
+                needed.add(name)
+                todo.append(name)
+    assert set(modules) == needed, f"not used by an entry point: {sorted(set(modules) - needed)}"

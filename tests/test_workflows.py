@@ -174,7 +174,7 @@ def test_example_inputs_ship_with_the_pack_and_are_the_scripts_output(tmp_path):
     for file in sorted(shipped):
         a, b = Image.open(tmp_path / file), Image.open(example_assets.EXAMPLE_INPUTS / file)
         assert a.size == b.size == (example_assets.EXAMPLE_SIZE,) * 2 and a.mode == b.mode
-        assert ImageChops.difference(a, b).getbbox() is None, f"{file}: run scripts/example_assets.py"
+        assert ImageChops.difference(a, b).getbbox() is None, f"{file}: run workflow_builder/example_assets.py"
         assert (example_assets.EXAMPLE_INPUTS / file).stat().st_size < 20_000
 
 

@@ -1,4 +1,4 @@
-"""A tiny random LoRA and ControlNet for the tiny SD1.5 checkpoint (scripts/tiny_checkpoint.py), for the stock
+"""A tiny random LoRA and ControlNet for the tiny SD1.5 checkpoint (tests/support/tiny_checkpoint.py), for the stock
 LoraLoaderModelOnly and ControlNetLoader.
 
 No weights are downloaded: both are built from the tiny checkpoint's own UNet config with ComfyUI's classes
@@ -10,7 +10,7 @@ and filled from a seeded generator.
   the tiny UNet's two levels), hint input of 3 channels, fp16. The zero convolutions a real ControlNet starts
   from are small random ones here, so the guidance changes pixels without blowing up sampling.
 
-    python scripts/tiny_adapters.py --models-dir .e4e/base/models [--seed 0]
+    python tests/support/tiny_adapters.py --models-dir .e4e/base/models [--seed 0]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))  # comfy_host
 from seeded_init import seeded_init_  # noqa: E402
 from tiny_checkpoint import ensure_comfy, unet_config, write_seeded_safetensors  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Tiny random-weight SD2.x, SDXL and SD3 diffusion models (and their VAEs / text encoders) for the stock loaders.
 
-Like scripts/tiny_checkpoint.py (whose helpers this reuses), nothing is downloaded: ComfyUI's own classes are
+Like tests/support/tiny_checkpoint.py (whose helpers this reuses), nothing is downloaded: ComfyUI's own classes are
 built and filled from a seeded generator, so the key names are exactly what its loaders detect.
 
 - SD2.x UNet (models/diffusion_models, stock UNETLoader): model_channels 320, context_dim 1024, linear
@@ -16,7 +16,7 @@ built and filled from a seeded generator, so the key names are exactly what its 
   fixed by ComfyUI's json configs), fp16, about 1.6 GB together. SD2 graphs need no text encoder: the stock
   LotusConditioning node gives a [1, 77, 1024] SD2-shaped conditioning.
 
-    python scripts/tiny_families.py --base NAME    # writes everything into .e4e/NAME/models
+    python tests/support/tiny_families.py --base NAME    # writes everything into .e4e/NAME/models
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))  # comfy_host
 from comfy_host import base_directory  # noqa: E402
 from seeded_init import seeded_init_  # noqa: E402
 from tiny_checkpoint import ensure_comfy, build_taesd, save_safetensors, seeded_unet, unet_config  # noqa: E402

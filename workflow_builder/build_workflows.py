@@ -6,7 +6,7 @@ stage (which knobs matter), titles, node sizes from what each node shows, a colu
 overlaps, and the models it needs (what the frontend offers to download when they are missing: frontend 1.32.9
 in a missing-models dialog, 1.58.1 in the Issues panel behind its warning). Run after changing a node:
 
-    .venv/bin/python scripts/build_workflows.py      # or: make workflows
+    .venv/bin/python workflow_builder/build_workflows.py      # or: make workflows
 
 ComfyUI lists every `*.json` directly inside a pack's workflows/ folder as a template and does not look into
 subfolders, so the API prompts in workflows/api/ stay out of the template browser.
@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))  # comfy_host
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))  # the example images' drawing
 from comfy_host import REPO  # noqa: E402
 
 WORKFLOWS = REPO / "workflows"

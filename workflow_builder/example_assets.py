@@ -1,8 +1,8 @@
 """The files a new user needs beside the workflows: example input images and masks, and template thumbnails.
 
-    python scripts/example_assets.py        # (re)writes example_inputs/*.png and workflows/*.jpg
+    python workflow_builder/example_assets.py        # (re)writes example_inputs/*.png and workflows/*.jpg
 
-- example_inputs/: the images and masks every shipped workflow names, drawn by scripts/tiny_checkpoint.py's
+- example_inputs/: the images and masks every shipped workflow names, drawn by tests/support/tiny_checkpoint.py's
   writers at 512x512 (SD1.5's size). Copy them into ComfyUI/input (or upload them in the Load Image nodes).
 - workflows/<name>.jpg: the thumbnail ComfyUI's template browser requests beside each template
   (frontend 1.32.9 asks for `/api/workflow_templates/<pack>/<name>.jpg`).
@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))  # comfy_host
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))  # the example images' drawing
 from comfy_host import REPO  # noqa: E402
 from tiny_checkpoint import DEMO_FILES, TWO_OBJECT_FILES, write_demo_images, write_two_object_images  # noqa: E402
 

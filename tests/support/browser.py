@@ -11,7 +11,7 @@ and the protocol is a websocket of JSON messages. Enough for opening the ComfyUI
 
 It also installs the newest ComfyUI web frontend the page tests run besides the host's pinned one (`make frontends`):
 
-    python scripts/browser.py install-frontend      # .venv/frontends/<NEWEST_FRONTEND>/comfyui_frontend_package/static
+    python tests/support/browser.py install-frontend      # .venv/frontends/<NEWEST_FRONTEND>/comfyui_frontend_package/static
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # The newest comfyui-frontend-package on PyPI, tested besides the host's pinned one (requirements-host.txt) by
 # starting the server with --front-end-root at its static folder. Unpacked beside the venv's packages, never
 # installed over the pinned one.
@@ -214,5 +214,5 @@ def install_frontend(version: str = NEWEST_FRONTEND) -> Path:
 
 if __name__ == "__main__":
     if sys.argv[1:2] != ["install-frontend"] or len(sys.argv) > 3:
-        raise SystemExit("usage: python scripts/browser.py install-frontend [VERSION]")
+        raise SystemExit("usage: python tests/support/browser.py install-frontend [VERSION]")
     print(install_frontend(*sys.argv[2:]))

@@ -9,7 +9,7 @@ exactly the ones its loader expects) and filled from a seeded generator.
 - CLIP: the full-size SD1 CLIP-L text model (123.7 M parameters), fp16.
 - VAE: TAESD-shaped (keys under first_stage_model.taesd_*).
 
-    python scripts/tiny_checkpoint.py --out .e4e/base/models/checkpoints/e4e_tiny_sd15.safetensors [--seed 0]
+    python tests/support/tiny_checkpoint.py --out .e4e/base/models/checkpoints/e4e_tiny_sd15.safetensors [--seed 0]
         [--verify BASE_NAME] [--demo-images DIR]
 """
 
@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))  # comfy_host
 from comfy_host import base_directory, boot_in_process  # noqa: E402
 from seeded_init import seeded_init_  # noqa: E402
 
@@ -37,7 +38,7 @@ TWO_OBJECT_FILES = (
 
 def unet_config(**overrides) -> dict:
     """The UNet's config, in the form ComfyUI's model detection produces for this checkpoint (other tiny UNets
-    in scripts/tiny_families.py change some keys through `overrides`)."""
+    in tests/support/tiny_families.py change some keys through `overrides`)."""
     import torch
 
     config = {
