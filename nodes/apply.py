@@ -10,7 +10,7 @@ from ..core.schedule import Phase, TransferSchedule
 from . import bank_placement
 from .api import CATEGORY, Correspondence, Inversion as InversionType, Objects, io
 from .model_info import check_same_model, check_supported, decoder_attention_layers, finest_decoder_layers
-from .objects import check_object_fits, transfer_object
+from .objects import check_object_fits, object_label, transfer_object
 from .validation import is_number, refuse, verdict, widget_problems, window_problems
 
 MODES = [mode.value for mode in Injection]
@@ -22,8 +22,7 @@ def inversion_inputs(target: Inversion, objects) -> list[tuple[str, Inversion]]:
     """(input name, inversion) of the target and every object's reference, as the user knows them."""
     names = [("target_inversion", target)]
     for k, obj in enumerate(objects):
-        label = "" if len(objects) == 1 else f"Transfer Object #{k + 1}'s "
-        names.append((f"{label}reference_inversion", obj.reference))
+        names.append((f"{object_label(k, len(objects))}reference_inversion", obj.reference))
     return names
 
 
@@ -89,7 +88,7 @@ def apply_eye_for_eye(
         raise ValueError("objects: connect at least one Transfer Object")
     check_same_model(model, target, "target_inversion")
     for k, obj in enumerate(objects):
-        label = "" if len(objects) == 1 else f"objects: Transfer Object #{k + 1}'s "
+        label = object_label(k, len(objects))
         check_same_model(model, obj.reference, f"{label}reference_inversion")
         check_compatible(obj.reference, target)
         check_object_fits(obj, target, label)

@@ -10,6 +10,11 @@ from .api import CATEGORY, Correspondence, Inversion as InversionType, Objects, 
 from .validation import check_correspondence_for, check_mask_fits, fitting_mask
 
 
+def object_label(k: int, count: int) -> str:
+    """How messages name object k's inputs: "" for a single object, else "objects: Transfer Object #k's "."""
+    return "" if count == 1 else f"objects: Transfer Object #{k + 1}'s "
+
+
 def transfer_object(reference: Inversion, target_mask=None, reference_mask=None, correspondence=None, target: Optional[Inversion] = None) -> TransferObject:
     """Checks the masks and the correspondence against the reference (and the target, when known) first."""
     obj = TransferObject(

@@ -21,7 +21,7 @@ from ..core.latent_adain import LatentAdain
 from ..core.live_branches import live_patch, transfer_patch
 from ..core.published import Behaviour, alpha_cumprod_sigma_scale, published_last_step
 from .api import CATEGORY, Inversion as InversionType, Objects, io
-from .objects import check_object_fits, transfer_object
+from .objects import check_object_fits, object_label, transfer_object
 from .model_info import check_same_model, check_supported
 from .validation import check_whole_image_conditioning, refuse, verdict, widget_problems
 
@@ -82,7 +82,7 @@ def live_reference_rows(live, adain: LatentAdain) -> list[int]:
     for k, obj in enumerate(adain.objects):
         found = [j for j, branch in enumerate(live.objects) if same_inversion(branch.reference, obj.reference)]
         if not found:
-            name = "reference_inversion" if len(adain.objects) == 1 else f"objects: Transfer Object #{k + 1}'s reference_inversion"
+            name = f"{object_label(k, len(adain.objects))}reference_inversion"
             raise ValueError(
                 f"{name} is {obj.reference.describe()}, which Apply Eye-for-an-eye (live branches) does not denoise "
                 f"(it denoises {', '.join(b.reference.describe() for b in live.objects)}): connect the same Invert output "
@@ -157,7 +157,7 @@ def latent_adain(target: Inversion, reference: Optional[Inversion], adain_start:
         raise ValueError("target_mask/reference_mask: with objects connected each Transfer Object carries its own masks: disconnect these")
     for k, obj in enumerate(objects):
         check_compatible(obj.reference, target)
-        check_object_fits(obj, target, "" if len(objects) == 1 else f"objects: Transfer Object #{k + 1}'s ")
+        check_object_fits(obj, target, object_label(k, len(objects)))
     if adain_start >= target.generation_steps:
         raise ValueError(
             f"adain_start: got {adain_start}, but target_inversion has only {target.generation_steps} generation steps "
