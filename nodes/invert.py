@@ -116,7 +116,7 @@ class Invert(io.ComfyNode):
                 io.Int.Input("skip", default=32, min=0, max=999, tooltip="Steps skipped before generation starts (published: 32)."),
                 io.Float.Input("cfg", default=3.5, min=0.0, max=30.0, step=0.1, round=0.01, tooltip="Guidance during inversion (published: 3.5)."),
                 # "fixed": a fresh node keeps its seed, so a re-run reuses the cached inversion (frontend 1.58.1 reads
-                # the mode here; 1.32.9 starts every control at "randomize" and takes a string as the control's name).
+                # the mode here; for 1.32.9, which starts every control at "randomize", web/eye_for_eye.js sets it).
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate="fixed", tooltip="Seed of the independent noise draws."),
                 io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="ddim_uniform", tooltip="ddim_uniform matches the DDPM timesteps of the published code."),
                 io.Boolean.Input(

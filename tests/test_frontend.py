@@ -4,7 +4,7 @@
 docs/frontend.md for the facts this relies on).
 
 - The template browser lists the templates by their numbered file names (all a pack's card shows), the main
-  transfer first in the page's Alphabetical sort, each name one line on its card.
+  transfer first (the pack's page extension, web/eye_for_eye.js, numbers their order), each name one line on its card.
 - A template opened from the browser is fitted to the 1600x1000 window at a zoom where the canvas draws node text,
   with every node in view; no node is smaller than the page computes it, no widget label or value and no title is
   cut, no note scrolls.
@@ -14,8 +14,8 @@ docs/frontend.md for the facts this relies on).
   the page builds (`app.graphToPrompt()`) equals the shipped API prompt input by input.
 - Queued from the page (on the tiny checkpoint, with fewer steps) it completes: every template on the pinned
   frontend, the main transfer on the newest (to keep the suite short).
-- A fresh Invert or Extract Features node's seed control is "fixed" (1.58.1; 1.32.9 cannot be told, see
-  nodes/invert.py).
+- A fresh Invert or Extract Features node's seed control is "fixed" (1.58.1 reads it from the node definition, the
+  page extension sets it on 1.32.9); a loaded one keeps its saved mode.
 
 A screenshot of each template as it opens is kept in output/frontend/<version>/.
 Skipped when no Chromium is installed (`.ci/run` installs it; locally: apt-get install chromium).
@@ -49,6 +49,7 @@ PINNED_FRONTEND = importlib.metadata.version("comfyui-frontend-package")  # the 
 FRONTENDS = [PINNED_FRONTEND, NEWEST_FRONTEND]
 NAMES = sorted(build_workflows.GRAPHS)
 MAIN = "eye_for_eye_transfer"
+PACK = "eye_for_eye"  # the pack's folder under custom_nodes/ (scripts/comfy_host.py link_pack)
 SCREENSHOTS = REPO / "output" / "frontend"
 # Messages the page logs on this closed network that say nothing about our workflows (frontend.md).
 HARMLESS = ("user.css", "favicon", "comfy.templates.json", "/api/userdata", "Content Security Policy", "api.comfy.org",
@@ -167,27 +168,32 @@ def open_from_template_browser(browser, name):
     time.sleep(0.5)
 
 
-def test_template_browser_lists_the_templates_numbered_with_their_descriptions(page):
+def test_template_browser_lists_the_main_transfer_first(page):
     """What the browser shows of a pack's template is its file name: the title, and in 1.32.9 the card's second line
-    with spaces for `_`. The page keeps the server's order by default (directory order, which a pack cannot set);
-    its Alphabetical sort, and the server on a file system that lists names sorted (Windows), put 1_... first."""
+    with spaces for `_`. The server lists a pack's templates in file-system order (on ext4 a hash order) and the page
+    keeps it; the pack's page extension (web/eye_for_eye.js) puts ours in numbered order, so the browser's default
+    view shows the main transfer first."""
     server, browser, version = page
     files = sorted(build_workflows.TEMPLATE_FILES.values())
-    pack = "eye_for_eye"
-    listed = _get_json(server.url + "/workflow_templates")[pack]
+    listed = _get_json(server.url + "/workflow_templates")[PACK]
     assert sorted(listed) == files
-    shown = browser.evaluate(f"""(async () => {{ const s = {STORE.format('workflowTemplates')}; await s.loadWorkflowTemplates();
-        return s.enhancedTemplates.filter(t => t.sourceModule === {json.dumps(pack)}).map(t => [t.name, t.title, t.description]); }})()""")
-    assert shown == [[f, f, f] for f in listed], "the page keeps the server's order and shows the file name"
 
-    setting = "app.extensionManager.setting"
-    before = browser.evaluate(f"{setting}.get('Comfy.Templates.SortBy')")
-    browser.evaluate(f"(async () => {{ await {setting}.set('Comfy.Templates.SortBy', 'alphabetical'); return true; }})()")
-    try:
-        cards = template_cards(browser, files)
-    finally:
-        close_dialogs(browser)
-        browser.evaluate(f"(async () => {{ await {setting}.set('Comfy.Templates.SortBy', {json.dumps(before)}); return true; }})()")
+    # Whatever order the server sends (this file system may happen to list them sorted), the page gets ours
+    # numbered, and another pack's list as it came.
+    other = ["b_second", "a_first"]
+    answer = {PACK: files[::-1], "another_pack": other}
+    got = browser.evaluate(f"""(async () => {{
+        const api = app.api, fetchApi = api.fetchApi;
+        api.fetchApi = async (route, options) => route === '/workflow_templates'
+            ? new Response(JSON.stringify({json.dumps(answer)})) : fetchApi.call(api, route, options);
+        try {{ return await api.getWorkflowTemplates(); }} finally {{ api.fetchApi = fetchApi; }} }})()""")
+    assert got == {PACK: files, "another_pack": other}
+
+    shown = browser.evaluate(f"""(async () => {{ const s = {STORE.format('workflowTemplates')}; await s.loadWorkflowTemplates();
+        return s.enhancedTemplates.filter(t => t.sourceModule === {json.dumps(PACK)}).map(t => [t.name, t.title, t.description]); }})()""")
+    assert shown == [[f, f, f] for f in files], "the page shows the file names in numbered order"
+    cards = template_cards(browser, files)  # the browser's default sort
+    close_dialogs(browser)
     assert [title for title, _, _ in cards] == files
     assert cards[0][0] == build_workflows.TEMPLATE_FILES[MAIN]
     assert not [title for title, _, clamped in cards if clamped], "a title does not fit one line of its card"
@@ -336,16 +342,23 @@ def test_queued_from_the_page_it_completes(page, name):
     assert saved, "the workflow saved no image"
 
 
-def test_a_fresh_node_keeps_its_seed(request, page):
+def test_a_fresh_node_keeps_its_seed(page):
     """Invert's and Extract Features' seed controls start at "fixed" (re-runs reuse the cached inversion): the node
     definition says control_after_generate="fixed", which frontend 1.58.1 reads as the control's mode
-    (useIntWidget.ts). 1.32.9 starts every seed control at "randomize" (useIntWidget.ts) and reads a string there as
-    the control widget's name (widgets.ts addValueControlWidget), so it cannot be told."""
+    (useIntWidget.ts) and 1.32.9 does not (it starts every control at "randomize"); the pack's page extension
+    (web/eye_for_eye.js) sets it on both. A node loaded from a workflow keeps the mode saved with it."""
     server, browser, version = page
-    if version == "1.32.9":
-        request.applymarker(pytest.mark.xfail(strict=True, reason="frontend 1.32.9 starts every seed control at 'randomize'"))
-    modes = browser.evaluate("""(() => ['E4E_Invert', 'E4E_ExtractFeatures'].map(type => {
+    modes = browser.evaluate("""(() => ['E4E_Invert', 'E4E_ExtractFeatures', 'KSampler'].map(type => {
         const node = LiteGraph.createNode(type); app.graph.add(node);
         const mode = node.widgets.find(w => w.name === 'seed').linkedWidgets[0].value;
         app.graph.remove(node); return mode; }))()""")
-    assert modes == ["fixed", "fixed"]
+    assert modes == ["fixed", "fixed", "randomize"], "only our nodes' seeds start fixed"
+
+    saved = browser.evaluate("""(() => {
+        const node = LiteGraph.createNode('E4E_Invert'); app.graph.add(node);
+        const control = node.widgets.find(w => w.name === 'seed').linkedWidgets[0];
+        control.value = 'increment';
+        const copy = LiteGraph.createNode('E4E_Invert'); copy.configure(node.serialize()); app.graph.add(copy);
+        const mode = copy.widgets.find(w => w.name === 'seed').linkedWidgets[0].value;
+        app.graph.remove(node); app.graph.remove(copy); return mode; })()""")
+    assert saved == "increment"

@@ -113,9 +113,9 @@ def test_a_person_can_read_the_graph(name):
 
 def test_template_names_are_numbered_one_line_descriptions():
     """The template browser shows a pack's template as its file name only (title, and in frontend 1.32.9 the name
-    with spaces as the card's second line) and cannot be told an order: the names say what each one does, are
-    numbered in the order to read them (the main transfer first), fit one line of a card, and are the only
-    templates in workflows/."""
+    with spaces as the card's second line): the names say what each one does, are numbered in the order to read
+    them (the main transfer first; web/eye_for_eye.js puts the page's list in that order), fit one line of a card,
+    and are the only templates in workflows/."""
     files = build_workflows.TEMPLATE_FILES
     assert set(files) == set(NAMES)
     ordered = sorted(files.values())

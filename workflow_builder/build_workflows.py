@@ -14,11 +14,11 @@ subfolders, so the API prompts in workflows/api/ stay out of the template browse
 What the template browser shows of a pack's template is its file name and nothing else (ComfyUI 0.3.75's
 GET /workflow_templates answers {pack: [file names]}, app/custom_node_manager.py; both frontends build each card
 from the name alone: title = the name, description = the name with `_` and `-` as spaces, shown as the card's
-second line by 1.32.9 and not at all by 1.58.1; workflowTemplatesStore.ts, useTemplateWorkflows.ts). Nor can a
-pack set the order: the server lists the folder in directory order (glob, unsorted) and the default sort of both
-frontends keeps it. So the file names are one-line descriptions, numbered in the order to read them: the
-"Alphabetical" sort of both frontends, and the server on a file system that lists names sorted (NTFS: the Windows
-builds), puts the main transfer first. The API twins keep the short names.
+second line by 1.32.9 and not at all by 1.58.1; workflowTemplatesStore.ts, useTemplateWorkflows.ts). The server
+lists the folder in directory order (glob, unsorted) and the default sort of both frontends keeps it. So the file
+names are one-line descriptions, numbered in the order to read them, and the pack's page extension
+(web/eye_for_eye.js) sorts the page's list by number: the main transfer comes first. The API twins keep the short
+names.
 """
 
 from __future__ import annotations
