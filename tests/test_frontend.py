@@ -12,8 +12,7 @@ docs/frontend.md for the facts this relies on).
   missing-models dialog; 1.58.1: the Issues panel behind a warning that names the missing file or says "N issues
   found"), nothing overlaps, and the prompt
   the page builds (`app.graphToPrompt()`) equals the shipped API prompt input by input.
-- Queued from the page (on the tiny checkpoint, with fewer steps) it completes: every template on the pinned
-  frontend, the main transfer on the newest (to keep the suite short).
+- Queued from the page (on the tiny checkpoint, with fewer steps) it completes, on both frontends.
 - A fresh Invert or Extract Features node's seed control is "fixed" (1.58.1 reads it from the node definition, the
   page extension sets it on 1.32.9); a loaded one keeps its saved mode.
 
@@ -316,10 +315,8 @@ def test_workflow_in_the_real_page(page, name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_queued_from_the_page_it_completes(page, name):
-    """On the tiny checkpoint with fewer steps; on the newest frontend the main transfer only (suite time)."""
+    """On the tiny checkpoint with fewer steps, every template on both frontends."""
     server, browser, version = page
-    if version != PINNED_FRONTEND and name != MAIN:
-        pytest.skip(f"frontend {version}: one run from the page (the main transfer) keeps the suite short")
     load_in_page(browser, name)
     browser.evaluate(f"""(() => {{
         const quick = {json.dumps(QUICK)};
