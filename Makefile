@@ -77,4 +77,4 @@ creatures: venv
 
 # The layout probe behind the creature model's design (brief training of each candidate layout).
 probe: venv
-	$(PY) quality/probe_layouts.py --steps 3000 --stop-after 1000 --pairs 16
+	$(PY) quality/diagnostics.py layouts --steps 3000 --stop-after 1000 --pairs 16

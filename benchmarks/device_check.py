@@ -17,8 +17,8 @@ Three sections, each recorded in OUT_DIR/device-check.json (with the seconds it 
    ratios against plain sampling timed in the same run with their goals: SDXL 1024 recorded <= 1.2x, SD1.5 512
    recorded <= 1.1x, live branches <= 1.6x.
 3. training: quality/train_creatures.py --twins (seed 0) on the GPU for the minutes left of --budget-s, EMA
-   snapshots by wall time, each gated by quality/twin_pooling.py's pooling and quality/injection_strength.py's
-   injection (decoder layers) at t 461, both >= 0.3; the best snapshot that passes is written to
+   snapshots by wall time, each gated by the pooling and the injection (decoder layers) of quality/diagnostics.py
+   at t 461, both >= 0.3; the best snapshot that passes is written to
    OUT_DIR/creatures_gpu.safetensors with its training record (.json); when none passes, the best one is kept
    as creatures_gpu_unpassed.safetensors instead, so it can be studied on a CPU.
 
@@ -362,12 +362,11 @@ def section_speed(host_nodes, device, smoke, models):
 # ----------------------------------------------------------------------------------------------- section 3: training
 
 def gate_snapshot(asset: Path, pairs: int) -> dict:
-    """The two diagnostics' own functions at GATE's timestep, on held-out creatures (as their scripts draw them)."""
-    from quality.injection_strength import LAYER_SETS, diagnostic_setup, per_timestep, strength
-    from quality.twin_pooling import pooling
+    """The two diagnostics' own functions at GATE's timestep, on held-out creatures (as their commands draw them)."""
+    from quality.diagnostics import LAYER_SETS, diagnostic_setup, per_timestep, pooling, strength
 
     ts = GATE["timestep"]
-    _, patcher, t, r = diagnostic_setup("gate", ["--asset", str(asset), "--pairs", str(pairs), "--timesteps", str(ts)])
+    patcher, t, r = diagnostic_setup(asset, pairs)
     pool = per_timestep(lambda step, g: pooling(patcher, t, r, step, g), [ts])[0]
     inject = per_timestep(lambda step, g: strength(patcher, t, r, step, LAYER_SETS[GATE["layers"]], g), [ts])[0]
     return {"pooling": pool, "injection": inject}

@@ -79,7 +79,7 @@ UNET_CONFIG = {
     "use_temporal_resblock": False,
     "dtype": torch.float32,
 }
-# Probe candidates (quality/probe_layouts.py): same latent and widths, attention placed differently.
+# Probe candidates (`python quality/diagnostics.py layouts`): same latent and widths, attention placed differently.
 LAYOUTS = {
     "sd-like": UNET_CONFIG,
     # no self-attention at the finest level (the earlier creature model's choice): 8x8 and 4x4 only

@@ -108,3 +108,12 @@ def test_scripts_holds_only_what_a_person_runs():
                 needed.add(name)
                 todo.append(name)
     assert set(modules) == needed, f"not used by an entry point: {sorted(set(modules) - needed)}"
+
+
+def test_quality_holds_the_benchmark_the_model_and_one_diagnostics_module():
+    """quality/ holds the part-transfer benchmark, the creature model, its training images and training, the
+    diagnostics (one command with subcommands: a new measurement belongs there), the demo-only nodes and graph."""
+    quality = REPO / "quality"
+    modules = {str(path.relative_to(quality).with_suffix("")) for path in quality.rglob("*.py")}
+    expected = {"__init__", "benchmark", "creature_model", "creatures", "train_creatures", "diagnostics", "comfy_nodes", "demo_graph"}
+    assert modules == expected, f"unexpected: {sorted(modules - expected)}, missing: {sorted(expected - modules)}"

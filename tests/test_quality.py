@@ -1,5 +1,9 @@
 """The trained creature model (a test asset) and a smoke subset of the part-transfer benchmark."""
 
+import contextlib
+import io
+import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -13,8 +17,9 @@ sys.path.insert(0, str(REPO))
 
 from quality import benchmark  # noqa: E402
 from quality import creature_model as cm  # noqa: E402
+from quality import diagnostics  # noqa: E402
 from quality.creatures import draw_creatures  # noqa: E402
-from quality.pck import pck  # noqa: E402
+from quality.diagnostics import pck  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +77,21 @@ def test_benchmark_smoke_subset(host, creature_model, tmp_path):
     assert plain["silhouette_iou"] > 0.9 and plain["background_delta_e"] < 5  # replay reconstructs the target
     assert {"e4e_best_part_colour_accuracy_same", "kv_swap_part_colour_accuracy_same", "e4e_best_silhouette_iou"} <= set(report)
     assert (tmp_path / "strip_same.png").exists()
+
+
+def test_every_diagnostics_command_in_the_docs_and_the_makefile_parses():
+    """Each `python quality/diagnostics.py <subcommand> ...` in docs/*.md (and the Makefile's) names a real
+    subcommand with options it takes: a renamed or removed subcommand or option fails here."""
+    sources = sorted((REPO / "docs").glob("*.md")) + [REPO / "Makefile"]
+    commands = [(source.name, match.group(1).strip()) for source in sources
+                for match in re.finditer(r"(?:python|\$\(PY\)) quality/diagnostics\.py([^`#\n]*)", source.read_text())]
+    assert len(commands) >= 5, commands  # the pattern still finds the documented commands
+    refused = []
+    for source, words in commands:
+        message = io.StringIO()
+        with contextlib.redirect_stderr(message):
+            try:
+                diagnostics.build_parser().parse_args(shlex.split(words))
+            except SystemExit:
+                refused.append(f"{source}: diagnostics.py {words}: {message.getvalue().strip().splitlines()[-1]}")
+    assert not refused, "\n".join(refused)
