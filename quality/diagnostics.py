@@ -27,8 +27,9 @@ features   How much part semantics the features carry: PCK@0.1 per attention lay
            image noised to t = 250 (ComfyUI's x = x0 + sigma eps), every transformer block's self-attention input
            recorded by an attn1 patch and averaged over 4 noise draws. Also prints ComfyUI's alphas_cumprod
            against the training schedule (a check on creature_model.SAMPLING_SETTINGS), the same-position baseline
-           and, with --mirror, the bottleneck and three decoder layers matched against the reference and its
-           mirror image, keeping the orientation whose matches are more similar on average (no labels used).
+           and, with --mirror, the bottleneck and decoder blocks 0, 1, 4 (those with attention) matched against the
+           reference and its mirror image, keeping the orientation whose matches are more similar on average (no
+           labels used).
            --per-step: the decoder layers the transfer rearranges, with the features per-step matching sees (one
            draw) at the benchmark's generation steps 0, 5, 10, 20, 30 (50 ddim_uniform steps, skip 16).
 layouts    Which UNet layout lets the rearrangement move colour? Each layout of creature_model.LAYOUTS is trained
