@@ -9,14 +9,17 @@ const SEED_MODES = ["fixed", "increment", "decrement", "randomize"];
 
 // The server lists a pack's templates in file-system order, where the main one can come last, and the template
 // browser keeps that order. Our file names are numbered in the order a newcomer should open them.
-const listTemplates = api.getWorkflowTemplates.bind(api);
-api.getWorkflowTemplates = async () => {
-    const templates = await listTemplates();
-    if (Array.isArray(templates?.[PACK])) {
-        templates[PACK] = [...templates[PACK]].sort((a, b) => a.localeCompare(b, "en", { numeric: true }));
-    }
-    return templates;
-};
+// (A frontend without this method gets the server's order; the rest of this file still applies.)
+if (typeof api.getWorkflowTemplates === "function") {
+    const listTemplates = api.getWorkflowTemplates.bind(api);
+    api.getWorkflowTemplates = async () => {
+        const templates = await listTemplates();
+        if (Array.isArray(templates?.[PACK])) {
+            templates[PACK] = [...templates[PACK]].sort((a, b) => a.localeCompare(b, "en", { numeric: true }));
+        }
+        return templates;
+    };
+}
 
 // Invert's and Extract Features' seeds say control_after_generate="fixed" (a re-run reuses the cached inversion).
 // Frontend 1.58.1 starts the control there; 1.32.9 starts every control at "randomize". A fresh node gets the mode
