@@ -37,9 +37,10 @@ def base_directory(name: str = "base") -> Path:
 
 
 DEMO_PACK = REPO / "quality"  # the demo-only creature-model nodes, a pack of their own
+PACK_FOLDER = "eye_for_eye"  # this repository's folder name under custom_nodes/ (the server keys templates by it)
 
 
-def link_pack(base: Path, name: str = "eye_for_eye", target: Path = REPO) -> Path:
+def link_pack(base: Path, name: str = PACK_FOLDER, target: Path = REPO) -> Path:
     """Make a pack visible in base/custom_nodes as a symlink (default: this repository, the user pack)."""
     link = base / "custom_nodes" / name
     if not link.exists():

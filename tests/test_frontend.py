@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import build_workflows  # noqa: E402
 from browser import NEWEST_FRONTEND, Browser, find_chromium, frontend_root  # noqa: E402
+from comfy_host import PACK_FOLDER as PACK  # noqa: E402
 from run_workflow import start_server  # noqa: E402
 from tiny_adapters import CONTROLNET_NAME, LORA_NAME, write_tiny_adapters  # noqa: E402
 from tiny_checkpoint import CHECKPOINT_NAME, write_demo_images, write_tiny_sd15_checkpoint, write_two_object_images  # noqa: E402
@@ -48,7 +49,6 @@ PINNED_FRONTEND = importlib.metadata.version("comfyui-frontend-package")  # the 
 FRONTENDS = [PINNED_FRONTEND, NEWEST_FRONTEND]
 NAMES = sorted(build_workflows.GRAPHS)
 MAIN = "eye_for_eye_transfer"
-PACK = "eye_for_eye"  # the pack's folder under custom_nodes/ (scripts/comfy_host.py link_pack)
 SCREENSHOTS = REPO / "output" / "frontend"
 # Messages the page logs on this closed network that say nothing about our workflows (frontend.md).
 HARMLESS = ("user.css", "favicon", "comfy.templates.json", "/api/userdata", "Content Security Policy", "api.comfy.org",

@@ -13,6 +13,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import build_workflows  # noqa: E402
 import example_assets  # noqa: E402
+from comfy_host import PACK_FOLDER  # noqa: E402
 from demo import configure  # noqa: E402
 from run_workflow import image_path, output_images, queue_prompt, start_server, wait_for  # noqa: E402
 from tiny_checkpoint import CHECKPOINT_NAME, write_demo_images, write_tiny_sd15_checkpoint, write_two_object_images  # noqa: E402
@@ -265,7 +266,7 @@ def test_the_template_browser_lists_only_the_ui_workflows_each_with_a_thumbnail(
     from PIL import Image
     import io
 
-    pack = Path(server.base / "custom_nodes" / "eye_for_eye").name
+    pack = PACK_FOLDER
     _, body = _get(server.url + "/workflow_templates")
     assert sorted(json.loads(body)[pack]) == sorted(build_workflows.TEMPLATE_FILES.values())
     for file in build_workflows.TEMPLATE_FILES.values():
