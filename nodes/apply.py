@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..core.attention_patch import EyeForEyePatch, Injection, TransferObject
+from ..core.attention_patch import KEYS_VALUES_NEED_ONE_SAME_SIZE, EyeForEyePatch, Injection, TransferObject
 from ..core.inversion import Inversion, check_compatible
 from ..core.live_branches import FaithfulPatch, FeatureSource
 from ..core.published import Behaviour
@@ -109,7 +109,7 @@ def apply_eye_for_eye(
     # Applying again replaces the earlier transfer instead of stacking it (several objects go in one patch).
     patches["attn1_patch"] = [p for p in patches.get("attn1_patch", []) if not isinstance(p, EyeForEyePatch)]
     if injection is Injection.KEYS_VALUES and (len(objects) != 1 or objects[0].reference.latents.shape[-2:] != target.latents.shape[-2:]):
-        raise ValueError("mode: key/value injection takes one reference inversion of the target's size")
+        raise ValueError(KEYS_VALUES_NEED_ONE_SAME_SIZE)
     _check_features(target, objects, source)
     if source is FeatureSource.RECORDED and behaviour is Behaviour.PAPER:
         patch = EyeForEyePatch(target, tuple(objects), schedule, injection)  # today's path, unchanged
