@@ -6,13 +6,13 @@ import torch
 import torch.nn.functional as F
 
 import comfy.model_management
-import comfy.samplers
 
 from ..core.attention_capture import AttentionCapture
 from ..core.inversion import Inversion, check_compatible
 from ..core.segmentation import Segmentation, noun_columns, segment_object
 from .api import CATEGORY, Inversion as InversionType, io
 from .model_info import check_same_model, check_supported, decoder_attention_layers
+from .recording import run_loop
 from .validation import refuse, verdict, widget_problems
 
 ROWS = ["unconditional (as published)", "conditional"]
@@ -49,13 +49,9 @@ def capture(model, conditioning, inversion: Inversion, step: int, layers) -> tup
     capturing = model.clone()
     capturing.set_model_attn1_replace(self_capture, *self_layer)
     capturing.set_model_attn2_replace(cross_capture, *cross_layer)
-    guider = comfy.samplers.CFGGuider(capturing)
-    guider.set_conds(conditioning, conditioning)
-    guider.set_cfg(1.0)
     sigma = float(inversion.generation_sigmas[step])
-    source = inversion.source_latent
-    sampler = comfy.samplers.KSAMPLER(_one_call, extra_options={"latent": inversion.latents[step], "sigma": sigma})
-    guider.sample(torch.zeros_like(source), source, sampler, torch.tensor([sigma, 0.0]), disable_pbar=True, seed=0)
+    run_loop(capturing, conditioning, conditioning, 1.0, inversion.source_latent, torch.tensor([sigma, 0.0]), _one_call,
+             seed=0, loop_options={"latent": inversion.latents[step], "sigma": sigma})
     if self_capture.weights is None or cross_capture.weights is None:
         raise RuntimeError("model: the attention layers the masks read were not called (another patch replaced them?)")
     return self_capture.weights, cross_capture.weights
